@@ -1,0 +1,43 @@
+"""Connecting to Ray and keeping TensorFlow from oversubscribing the cores inside Ray workers."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Join the cluster the job was submitted to, or start an embedded local Ray when there is none."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": dict(QUIET_ENV)}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            runtime_env=runtime_env,
+            include_dashboard=False,
+            log_to_driver=True,
+        )
+
+
+def limit_tf_threads(num_threads: int) -> None:
+    """Pin TF's thread pools to the CPUs Ray granted this worker (call before any TF op runs)."""
+    import tensorflow as tf
+
+    n = max(1, int(num_threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, n)))
+    except RuntimeError:
+        pass  # already initialised in this process: settings are fixed, nothing to do
+
+
+def cluster_gpus() -> int:
+    return int(ray.cluster_resources().get("GPU", 0))

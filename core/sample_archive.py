@@ -1,0 +1,230 @@
+"""Write a small synthetic X-ray archive with a ground-truth manifest.
+
+The labeling job must be demonstrable and testable without real patient data, and it must cope with what
+real archives contain: several image encodings side by side, DICOM in both photometric polarities, rescale
+intercepts, and BodyPartExamined headers that are sometimes simply wrong.  This module produces exactly that,
+reproducibly from a seed, so a demo run and a regression test see byte-identical inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+from core import schema
+from core.phantoms import CLASSES, render_phantom
+
+FORMATS = ("png8", "png16", "jpeg", "dicom_mono2", "dicom_mono1")
+DICOM_FORMATS = frozenset({"dicom_mono2", "dicom_mono1"})
+_EXTENSIONS = {"png8": ".png", "png16": ".png", "jpeg": ".jpg", "dicom_mono2": ".dcm", "dicom_mono1": ".dcm"}
+
+# DICOM BodyPartExamined defined terms per class; the first is the usual one.  Real archives use "SKULL" and
+# "HEAD" interchangeably, so both occur.
+DICOM_BODY_PART: dict[str, tuple[str, ...]] = {
+    "head": ("HEAD", "SKULL"),
+    "chest": ("CHEST",),
+    "abdomen": ("ABDOMEN",),
+    "pelvis": ("PELVIS",),
+    "arm": ("ARM",),
+    "leg": ("LEG",),
+    "hand": ("HAND",),
+}
+
+# Share of DICOM files whose BodyPartExamined names another class, as happens with protocol-driven headers.
+WRONG_HEADER_FRACTION = 0.15
+
+MIN_SIDE, MAX_SIDE = 256, 448
+_STORED_MAX = 4095  # 12-bit detector range used for DICOM and the 12-bit flavour of 16-bit PNG
+
+SAMPLE_MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field(schema.URI, pa.string(), nullable=False),
+        pa.field(schema.IMAGE_ID, pa.string(), nullable=False),
+        pa.field(schema.LABEL, pa.string()),
+        pa.field("format", pa.string()),
+        pa.field("header_body_part", pa.string()),
+        pa.field("header_wrong", pa.bool_()),
+    ]
+)
+
+_UID_NAMESPACE = "scanlabel-sample-archive"
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """One independent stream per image, so image ``index`` is the same whatever ``count`` was requested."""
+    return np.random.default_rng([int(seed), int(index)])
+
+
+def render_sample(seed: int, index: int, label: str) -> tuple[np.ndarray, np.random.Generator]:
+    """Re-create the phantom that :func:`write_sample_archive` stored for ``index``, for checks and debugging.
+
+    Returns the float image (MONOCHROME2 sense, [0, 1]) and the generator positioned just after rendering,
+    which the writer goes on to use for encoding choices.
+    """
+    rng = sample_rng(seed, index)
+    h = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
+    w = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
+    return render_phantom(label, rng, h, w), rng
+
+
+def _quantize(img: np.ndarray, maxval: int, dtype: type) -> np.ndarray:
+    return np.rint(img * np.float32(maxval)).astype(dtype)
+
+
+def _write_dicom(
+    path: Path,
+    img: np.ndarray,
+    *,
+    monochrome1: bool,
+    body_part: str,
+    seed: int,
+    index: int,
+    rng: np.random.Generator,
+) -> None:
+    stored = _quantize(1.0 - img if monochrome1 else img, _STORED_MAX, np.uint16)
+    intercept = -1024 if rng.random() < 0.5 else 0
+    cr = rng.random() < 0.4
+    sop_class = ComputedRadiographyImageStorage if cr else DigitalXRayImageStorageForPresentation
+
+    def uid(kind: str) -> str:
+        return generate_uid(entropy_srcs=[_UID_NAMESPACE, str(seed), str(index), kind])
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = uid("sop")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = uid("study")
+    ds.SeriesInstanceUID = uid("series")
+    ds.Modality = "CR" if cr else "DX"
+    if not cr:
+        ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.Manufacturer = "scanlabel synthetic phantom"
+    ds.StudyDescription = "SYNTHETIC PHANTOM"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = index + 1
+    # Obviously synthetic, non-identifying patient module; no dates at all so files are reproducible.
+    ds.PatientName = "ANON"
+    ds.PatientID = "PHANTOM"
+    ds.PatientSex = "O"
+    ds.PatientIdentityRemoved = "YES"
+    ds.BodyPartExamined = body_part
+
+    h, w = stored.shape
+    ds.Rows, ds.Columns = h, w
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept = intercept
+    ds.RescaleSlope = 1
+    ds.RescaleType = "US"
+    # A window around the bulk of the data, in rescaled units, as a modality would set it.
+    lo, hi = np.percentile(stored[::4, ::4], (1, 99))
+    ds.WindowCenter = round(float(lo + hi) / 2 + intercept, 1)
+    ds.WindowWidth = max(1.0, round(float(hi - lo), 1))
+    ds.PixelData = stored.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _write_image(path: Path, fmt: str, img: np.ndarray, rng: np.random.Generator) -> None:
+    if fmt == "png8":
+        ok = cv2.imwrite(str(path), _quantize(img, 255, np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif fmt == "png16":
+        maxval = _STORED_MAX if rng.random() < 0.5 else 65535
+        ok = cv2.imwrite(str(path), _quantize(img, maxval, np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif fmt == "jpeg":
+        quality = int(rng.integers(85, 96))
+        ok = cv2.imwrite(str(path), _quantize(img, 255, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    else:
+        raise ValueError(f"not an OpenCV format: {fmt!r}")
+    if not ok:
+        raise OSError(f"OpenCV could not write {path}")
+
+
+def _balanced(rng: np.random.Generator, values: Sequence[str], count: int) -> list[str]:
+    """Round robin then shuffle: every value gets count/len(values) items up to one, unlike i.i.d. draws."""
+    return [str(v) for v in rng.permutation(np.resize(np.array(values, dtype=object), count))]
+
+
+def write_sample_archive(
+    out_dir: str | Path, count: int, seed: int = 0, classes: Sequence[str] = CLASSES
+) -> Path:
+    """Generate a reproducible mixed-format archive plus its ground truth, for demos, tests and benchmarks.
+
+    Writes ``count`` images under ``out_dir/images`` and ``out_dir/manifest.parquet`` (see
+    ``SAMPLE_MANIFEST_SCHEMA``) and returns the manifest path.  The same ``seed`` gives byte-identical files and
+    manifest; nothing depends on the clock.  About 15% of DICOM files carry a BodyPartExamined naming another
+    class (``header_wrong``) so header-versus-model disagreement can be exercised.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in DICOM_BODY_PART]
+    if not classes or unknown:
+        raise ValueError(f"classes must be a non-empty subset of {CLASSES}, got unknown {unknown}")
+    out = Path(out_dir).resolve()
+    images = out / "images"
+    images.mkdir(parents=True, exist_ok=True)
+
+    plan = np.random.default_rng([int(seed), 0x5CA9])
+    labels = _balanced(plan, classes, count)
+    formats = _balanced(plan, FORMATS, count)
+    dicom_idx = [i for i, f in enumerate(formats) if f in DICOM_FORMATS]
+    n_wrong = round(WRONG_HEADER_FRACTION * len(dicom_idx))
+    wrong = set(plan.choice(dicom_idx, size=n_wrong, replace=False).tolist()) if n_wrong else set()
+    # A wrong header names some other class, even when the archive only contains one class.
+    decoys = classes if len(classes) > 1 else CLASSES
+
+    rows: dict[str, list] = {name: [] for name in SAMPLE_MANIFEST_SCHEMA.names}
+    for i in range(count):
+        label, fmt = labels[i], formats[i]
+        image_id = f"s{seed}-{i:06d}"
+        path = images / f"{image_id}{_EXTENSIONS[fmt]}"
+        img, rng = render_sample(seed, i, label)
+        header: str | None = None
+        if fmt in DICOM_FORMATS:
+            part = label
+            if i in wrong:
+                others = [c for c in decoys if c != label]
+                part = others[int(rng.integers(len(others)))]
+            terms = DICOM_BODY_PART[part]
+            header = terms[int(rng.integers(len(terms)))]
+            _write_dicom(
+                path, img, monochrome1=fmt == "dicom_mono1", body_part=header, seed=seed, index=i, rng=rng
+            )
+        else:
+            _write_image(path, fmt, img, rng)
+        rows[schema.URI].append(str(path))
+        rows[schema.IMAGE_ID].append(image_id)
+        rows[schema.LABEL].append(label)
+        rows["format"].append(fmt)
+        rows["header_body_part"].append(header)
+        rows["header_wrong"].append(i in wrong)
+
+    table = pa.Table.from_pydict(rows, schema=SAMPLE_MANIFEST_SCHEMA)
+    manifest = out / "manifest.parquet"
+    tmp = out / ".manifest.parquet.tmp"
+    pq.write_table(table, tmp)
+    os.replace(tmp, manifest)  # a reader never sees a half-written manifest
+    return manifest

@@ -1,0 +1,121 @@
+"""Every Parquet schema scanlabel reads or writes lives here.
+
+Keeping them in one module means the sample writer, the manifest builders, the labeling job and the evaluator
+cannot drift apart on a column name or type.  Validation of an incoming manifest is also here so a bad
+manifest is refused before any work starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.errors import ManifestError
+
+# --- manifest -----------------------------------------------------------------------------------------------
+URI = "uri"
+IMAGE_ID = "image_id"
+LABEL = "label"
+
+MANIFEST_REQUIRED = {URI: pa.string(), IMAGE_ID: pa.string()}
+MANIFEST_OPTIONAL = {LABEL: pa.string()}
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field(URI, pa.string(), nullable=False),
+        pa.field(IMAGE_ID, pa.string(), nullable=False),
+        pa.field(LABEL, pa.string()),
+    ]
+)
+
+# --- labels (the labeling job's output) -----------------------------------------------------------------------
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_SKIPPED = "skipped"
+STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_SKIPPED)
+
+LABELS_SCHEMA = pa.schema(
+    [
+        pa.field(IMAGE_ID, pa.string(), nullable=False),
+        pa.field(URI, pa.string(), nullable=False),
+        pa.field(LABEL, pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("probabilities", pa.list_(pa.float32())),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("error_detail", pa.string()),
+        pa.field("source_format", pa.string()),
+        pa.field("header_body_part", pa.string()),
+        pa.field("header_agrees", pa.bool_()),
+        pa.field("model_id", pa.string(), nullable=False),
+        pa.field("labeled_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+LABEL_COLUMNS = tuple(LABELS_SCHEMA.names)
+
+
+def _is_stringlike(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+
+
+def validate_manifest(table: pa.Table, *, require_label: bool = False) -> pa.Table:
+    """Refuse a manifest that would make the job lose or mislabel rows, naming the problem.
+
+    Returns the table with ``uri``/``image_id``/``label`` cast to plain strings (dictionary-encoded columns
+    from pandas round trips are common in the wild).
+    """
+    if table.num_rows == 0:
+        raise ManifestError("manifest is empty: it has no rows")
+    required = dict(MANIFEST_REQUIRED)
+    if require_label:
+        required[LABEL] = pa.string()
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ManifestError(
+            f"manifest is missing required column(s) {missing}; it has {table.column_names}"
+        )
+    for name in [*required, *(c for c in MANIFEST_OPTIONAL if c in table.column_names)]:
+        col = table.column(name)
+        if not _is_stringlike(col.type) and not pa.types.is_null(col.type):
+            raise ManifestError(f"manifest column {name!r} must be a string column, found {col.type}")
+        table = table.set_column(table.schema.get_field_index(name), name, col.cast(pa.string()))
+    for name in (URI, IMAGE_ID):
+        nulls = table.column(name).null_count
+        if nulls:
+            raise ManifestError(f"manifest column {name!r} has {nulls} null value(s)")
+        empties = pc.sum(pc.equal(pc.utf8_length(table.column(name)), 0)).as_py() or 0
+        if empties:
+            raise ManifestError(f"manifest column {name!r} has {empties} empty value(s)")
+    if require_label and table.column(LABEL).null_count:
+        raise ManifestError(f"manifest column 'label' has {table.column(LABEL).null_count} null value(s)")
+    ids = table.column(IMAGE_ID)
+    unique = pc.count_distinct(ids).as_py()
+    if unique != table.num_rows:
+        counts = pc.value_counts(ids)
+        dupes = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1][:5]
+        raise ManifestError(
+            f"manifest has {table.num_rows - unique} duplicate image_id value(s), e.g. {dupes}"
+        )
+    return table
+
+
+def empty_labels_table() -> pa.Table:
+    return LABELS_SCHEMA.empty_table()
+
+
+def labels_table(rows: Iterable[dict] | dict[str, list]) -> pa.Table:
+    """Build a labels table that conforms exactly to LABELS_SCHEMA (missing optional columns become null)."""
+    if isinstance(rows, dict):
+        cols = rows
+        n = len(next(iter(cols.values()))) if cols else 0
+    else:
+        rows = list(rows)
+        n = len(rows)
+        cols = {name: [r.get(name) for r in rows] for name in LABEL_COLUMNS}
+    arrays = []
+    for field in LABELS_SCHEMA:
+        values = cols.get(field.name)
+        arrays.append(pa.array(values if values is not None else [None] * n, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=LABELS_SCHEMA)

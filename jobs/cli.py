@@ -1,0 +1,33 @@
+"""The `scanlabel` console script: one subcommand per job module, identical to `python -m jobs.<name>`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("sample", "train", "label", "evaluate", "demo", "manifest", "bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.common import invoke
+
+    parser = argparse.ArgumentParser(prog="scanlabel", description="Label medical-scan archives by body part.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    runners = {}
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"jobs.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"jobs.{name}":
+                continue
+            raise
+        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0], description=module.__doc__)
+        module.add_arguments(p)
+        runners[name] = module.run
+    args = parser.parse_args(argv)
+    return invoke(runners[args.command], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

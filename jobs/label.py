@@ -1,0 +1,55 @@
+"""`scanlabel label`: label every image of a manifest with a model bundle, on Ray Data, into Parquet."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.common import run_main
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--model", required=True, help="model bundle directory (local, s3:// or gs://)")
+    p.add_argument("--out", required=True, help="labels dataset directory")
+    p.add_argument("--batch-size", type=int, default=32)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", dest="relabel", action="store_false", default=False,
+                      help="skip images already labelled ok by this model_id (default)")
+    mode.add_argument("--relabel", dest="relabel", action="store_true", help="label every row again")
+    p.add_argument("--retry-errors", action="store_true", help="also retry rows that failed permanently")
+    p.add_argument("--model-actors", type=int, default=None)
+    p.add_argument("--gpus-per-actor", type=float, default=None, help="default 1 when the cluster has GPUs")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--rows-per-file", type=int, default=10_000)
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cluster.label import LabelOptions, run_label
+    from cluster.runtime import ensure_ray
+
+    ensure_ray(args.address)
+    run_label(
+        LabelOptions(
+            manifest=args.manifest,
+            model=args.model,
+            out=args.out,
+            batch_size=args.batch_size,
+            relabel=args.relabel,
+            retry_errors=args.retry_errors,
+            model_actors=args.model_actors,
+            gpus_per_actor=args.gpus_per_actor,
+            cpus_per_actor=args.cpus_per_actor,
+            rows_per_file=args.rows_per_file,
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(add_arguments, run, "scanlabel label", __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""`scanlabel train`: fine-tune a body-part classifier with Ray Train and write a model bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jobs.common import run_main
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="Parquet manifest with uri, image_id, label")
+    p.add_argument("--out", required=True, help="bundle directory to write (local, s3:// or gs://)")
+    p.add_argument("--backbone", default="efficientnet_b0")
+    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
+    p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--head-epochs", type=int, default=3, help="epochs on the frozen base before fine-tuning")
+    p.add_argument("--fine-tune-blocks", type=int, default=2, help="top blocks of the base to unfreeze")
+    p.add_argument("--batch-size", type=int, default=32, help="per worker")
+    p.add_argument("--lr", type=float, default=1e-3, help="base LR for a global batch of 64 (scaled linearly)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=4, help="early stopping on validation macro-F1")
+    p.add_argument("--label-map", default=None, help="JSON mapping source labels onto model classes")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-class-weights", action="store_true")
+    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
+    p.add_argument("--xla", action="store_true", help="compile the train step with XLA")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--gpus-per-worker", type=float, default=0)
+    p.add_argument("--cpus-per-worker", type=int, default=None)
+    p.add_argument("--storage", default=None, help="Ray Train storage for checkpoints (local or s3://)")
+    p.add_argument("--max-failures", type=int, default=2, help="worker failures tolerated (restart from checkpoint)")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from core.training import TrainConfig
+
+    return TrainConfig(
+        manifest=args.manifest,
+        out=args.out,
+        backbone=args.backbone,
+        weights=None if str(args.weights).lower() == "none" else args.weights,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        head_epochs=args.head_epochs,
+        fine_tune_blocks=args.fine_tune_blocks,
+        batch_size=args.batch_size,
+        base_lr=args.lr,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        augment=not args.no_augment,
+        class_weighting=not args.no_class_weights,
+        patience=args.patience,
+        label_map=args.label_map,
+        mixed_precision=args.mixed_precision,
+        xla=args.xla,
+        steps_per_epoch=args.steps_per_epoch,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from cluster.runtime import ensure_ray
+    from cluster.train import train
+
+    cfg = config_from_args(args)
+    from core.backbones import get_backbone, resolve_weights
+
+    get_backbone(cfg.backbone)  # unknown names fail here, before any worker starts
+    resolve_weights(cfg.weights)
+    ensure_ray(args.address)
+    result = train(
+        cfg,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        storage_path=args.storage,
+        max_failures=args.max_failures,
+    )
+    if result.error:
+        print(f"scanlabel: training failed: {result.error}", file=sys.stderr)
+        return 1
+    print(f"[train] done: best val macro-F1 {result.metrics.get('val_macro_f1')}; bundle at {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(add_arguments, run, "scanlabel train", __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
