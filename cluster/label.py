@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pyarrow as pa
 import ray
 
 from cluster.runtime import cluster_gpus, limit_tf_threads
@@ -105,8 +104,10 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
         summary.seconds = time.perf_counter() - t_start
         log(f"[label] 0 to do: all {table.num_rows} manifest rows already labelled by {bundle.model_id}")
         return summary
-    log(f"[label] {plan.todo.num_rows} to do of {table.num_rows} (model_id={bundle.model_id}, "
-        f"already ok={plan.already_ok}, retrying={plan.retry})")
+    log(
+        f"[label] {plan.todo.num_rows} to do of {table.num_rows} (model_id={bundle.model_id}, "
+        f"already ok={plan.already_ok}, retrying={plan.retry})"
+    )
 
     gpus = cluster_gpus()
     gpus_per_actor = opts.gpus_per_actor if opts.gpus_per_actor is not None else (1 if gpus else 0)

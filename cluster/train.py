@@ -57,7 +57,10 @@ def train(
         scaling_config=ScalingConfig(
             num_workers=workers,
             use_gpu=gpus_per_worker > 0,
-            resources_per_worker={"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})},
+            resources_per_worker={
+                "CPU": cpus_per_worker,
+                **({"GPU": gpus_per_worker} if gpus_per_worker else {}),
+            },
         ),
         run_config=RunConfig(
             name=run_name or "scanlabel-train",

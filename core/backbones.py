@@ -174,15 +174,17 @@ def build_classifier(
 ) -> tuple[keras.Model, keras.Model]:
     """A new softmax head on a backbone; returns (classifier, base).
 
-    The base is called with ``training=False`` so BatchNorm statistics stay frozen during fine-tuning, the
-    standard transfer-learning recipe.  The input scaling each Keras application expects is the first layer.
+    The input scaling each Keras application expects is the first layer.  Note that Keras 3 propagates an
+    outer ``training=True`` into nested models, so BatchNorm is kept in inference mode the Keras 3 way: its
+    layers are set ``trainable=False`` (see :func:`set_trainable_blocks`), which makes them use their moving
+    statistics and never update them.
     """
     spec = get_backbone(name)
     size = image_size or spec.default_size
     base = build_base(name, size, weights)
     inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Rescaling(spec.scale, list(spec.offset), name="backbone_input_scaling")(inputs)
-    x = base(x, training=False)
+    x = base(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(len(classes), activation="softmax", dtype="float32", name="head")(x)
@@ -201,7 +203,12 @@ def set_trainable_blocks(name: str, base: keras.Model, top_blocks: int | None) -
     BatchNorm layers stay frozen in any case.  Returns the number of trainable weight tensors in the base.
     """
     if top_blocks is None:
+        # Training from scratch: BatchNorm must learn its statistics.  Keras applications use momentum 0.99-0.999
+        # (tuned for ImageNet-length schedules); 0.9 lets the moving averages converge within a short run.
         base.trainable = True
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = min(layer.momentum, 0.9)
         return len(base.trainable_weights)
     keys = block_names(name, base)
     order: list[str] = []

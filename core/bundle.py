@@ -51,9 +51,7 @@ class Bundle:
         if self._model is None:
             import keras
 
-            self._model = keras.saving.load_model(
-                os.path.join(self.path, MODEL_FILE), compile=False, safe_mode=True
-            )
+            self._model = keras.saving.load_model(os.path.join(self.path, MODEL_FILE), compile=False, safe_mode=True)
         return self._model
 
 
@@ -96,7 +94,12 @@ def save_bundle(
         model_id = _model_id(backbone, hashes)
         with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
             json.dump(
-                {"format_version": FORMAT_VERSION, "model_id": model_id, "backbone": backbone, "sha256": hashes},
+                {
+                    "format_version": FORMAT_VERSION,
+                    "model_id": model_id,
+                    "backbone": backbone,
+                    "sha256": hashes,
+                },
                 f,
                 indent=2,
             )

@@ -47,7 +47,8 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
             model_id = model_ids[0]
     labels = labels.filter(pc.equal(labels.column("model_id"), model_id))
     truth = manifest.select([schema.IMAGE_ID, schema.LABEL]).rename_columns([schema.IMAGE_ID, "true"])
-    joined = truth.join(labels, schema.IMAGE_ID, join_type="left outer")
+    keep = [schema.IMAGE_ID, schema.URI, schema.LABEL, "confidence", "status", "error", "header_body_part"]
+    joined = truth.join(labels.select(keep), schema.IMAGE_ID, join_type="left outer")
     classes = _classes_from(labels, truth)
     rows = []
     for r in joined.to_pylist():

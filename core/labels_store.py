@@ -30,7 +30,8 @@ def _fragments(out: str) -> list[tuple[str, pa.Table]]:
         return []
     selector = pafs.FileSelector(path, recursive=False)
     files = sorted(
-        f.path for f in fs.get_file_info(selector)
+        f.path
+        for f in fs.get_file_info(selector)
         if f.type == pafs.FileType.File and f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_"))
     )
     return [(p, pq.read_table(p, filesystem=fs, columns=KEY_COLUMNS)) for p in files]

@@ -27,8 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def confusion_matrix(y_true_idx: Sequence[int] | np.ndarray, y_pred_idx: Sequence[int] | np.ndarray,
-                     n_classes: int) -> np.ndarray:
+def confusion_matrix(
+    y_true_idx: Sequence[int] | np.ndarray, y_pred_idx: Sequence[int] | np.ndarray, n_classes: int
+) -> np.ndarray:
     """Count (true, predicted) index pairs; rows are true classes, columns predicted classes.
 
     Out-of-range indices raise instead of being dropped: a silently shrunk matrix would report a better model
@@ -120,9 +121,7 @@ def compute_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], classes
     unknown_true = sorted({str(t) for t in y_true if t not in index})
     unknown_pred = sorted({str(p) for p in y_pred if not _is_missing(p) and p not in index})
     if unknown_true or unknown_pred:
-        raise ValueError(
-            f"labels not in classes {classes}: true {unknown_true[:10]}, predicted {unknown_pred[:10]}"
-        )
+        raise ValueError(f"labels not in classes {classes}: true {unknown_true[:10]}, predicted {unknown_pred[:10]}")
 
     k = len(classes)
     true_idx = np.array([index[t] for t in y_true], dtype=np.int64)

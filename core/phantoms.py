@@ -1,11 +1,12 @@
 """Synthetic radiograph-like phantoms of body parts.
 
-The demo and the tests need a labelled X-ray archive that can be generated offline, shipped with no patient
-data and reproduced bit for bit from a seed.  These phantoms are cartoons drawn with OpenCV primitives, but they
-keep the cues a real body-part classifier relies on (skull ring, ribcage over dark lungs, lumbar column with
-bowel gas, pelvic butterfly with femoral heads, paired forearm bones, thick femur/tibia with a patella, finger
-rays) and add the nuisances real archives have (pose, cropping, exposure, noise, inverted polarity,
-collimation, burned-in side markers) so the classifier has to learn anatomy rather than a fixed template.
+The demo and the tests need a labelled X-ray archive that can be generated offline, shipped with no
+patient data and reproduced bit for bit from a seed.  These phantoms are cartoons drawn with OpenCV
+primitives, but they keep the cues a real body-part classifier relies on (skull ring, ribcage over dark
+lungs, lumbar column with bowel gas, pelvic butterfly with femoral heads, paired forearm bones, thick
+femur/tibia with a patella, finger rays) and add the nuisances real archives have (pose, cropping, exposure,
+noise, inverted polarity, collimation, burned-in side markers) so the classifier has to learn anatomy rather
+than a fixed template.
 
 Coordinates below are in "units": half the shorter image side, origin at the image centre, x right, y down.
 A global similarity transform (scale, rotation, translation) is applied while drawing, so no resampling pass
@@ -32,7 +33,7 @@ Point = tuple[float, float]
 
 
 class _Sketch:
-    """Three float layers (soft tissue, bone, air) drawn in unit coordinates under one similarity transform."""
+    """Soft-tissue, bone and air layers drawn in unit coordinates under one similarity transform."""
 
     def __init__(self, h: int, w: int, scale: float, angle_deg: float, tx: float, ty: float) -> None:
         self.h, self.w = h, w
@@ -99,7 +100,7 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
 
-# --- anatomy ---------------------------------------------------------------------------------------------------
+# --- anatomy ------------------------------------------------------------------------------------------------
 
 
 def _head(s: _Sketch, rng: np.random.Generator) -> None:
@@ -258,9 +259,7 @@ def _abdomen(s: _Sketch, rng: np.random.Generator) -> None:
     for k in range(n):
         y = top + k * (vh + 0.06) + vh / 2
         w = vw * (1 + 0.04 * k)
-        s.poly(
-            s.bone, [(-w, y - vh / 2), (w, y - vh / 2), (w * 1.05, y + vh / 2), (-w * 1.05, y + vh / 2)], 0.72
-        )
+        s.poly(s.bone, [(-w, y - vh / 2), (w, y - vh / 2), (w * 1.05, y + vh / 2), (-w * 1.05, y + vh / 2)], 0.72)
         for side in (-1, 1):
             s.ellipse(s.bone, side * w * 0.55, y - vh * 0.15, 0.03, 0.045, 1.0, thickness=0.015)
             tp = _u(rng, 0.12, 0.2)
@@ -510,7 +509,7 @@ _DRAW: dict[str, Callable[[_Sketch, np.random.Generator], None]] = {
 }
 
 
-# --- acquisition nuisances -------------------------------------------------------------------------------------
+# --- acquisition nuisances ----------------------------------------------------------------------------------
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:

@@ -187,9 +187,7 @@ def decode_dicom(data: bytes, max_pixels: int) -> Decoded:
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         # Preamble/meta-less file: pydicom needs to be told how the dataset was encoded.
         ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = (
-            "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
-        )
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
     try:
         arr = ds.pixel_array
     except NotImplementedError as e:

@@ -160,8 +160,7 @@ def encode_thumbnail(img: np.ndarray, max_px: int = THUMB_MAX_PX) -> str:
         raise ValueError(f"thumbnail has {arr.shape[2]} channels; expected 1, 3 or 4")
     arr = _to_uint8(arr)
     if arr.ndim == 3:
-        arr = cv2.cvtColor(np.ascontiguousarray(arr),
-                           cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+        arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     h, w = arr.shape[:2]
     scale = max_px / max(h, w)
     if scale < 1.0:
@@ -276,8 +275,7 @@ def _figure(row: Mapping, thumbnail: Callable[[str], np.ndarray] | None) -> str:
     )
 
 
-def _contact_sheet(rows: Sequence[Mapping], thumbnail: Callable[[str], np.ndarray] | None,
-                   max_thumbnails: int) -> str:
+def _contact_sheet(rows: Sequence[Mapping], thumbnail: Callable[[str], np.ndarray] | None, max_thumbnails: int) -> str:
     ordered = _order(rows)
     shown = ordered[: max(0, max_thumbnails)]
     n_wrong = sum(1 for r in rows if _kind(r) == "wrong")
@@ -335,10 +333,15 @@ def _per_class_table(metrics: Mapping) -> str:
     return "\n".join(lines)
 
 
-def render_html(metrics: Mapping, rows: Sequence[Mapping], confusion_png: bytes,
-                thumbnail: Callable[[str], np.ndarray] | None = None, title: str = "scanlabel evaluation",
-                max_thumbnails: int = 120,
-                extra_sections: Mapping[str, Sequence[Mapping]] | None = None) -> str:
+def render_html(
+    metrics: Mapping,
+    rows: Sequence[Mapping],
+    confusion_png: bytes,
+    thumbnail: Callable[[str], np.ndarray] | None = None,
+    title: str = "scanlabel evaluation",
+    max_thumbnails: int = 120,
+    extra_sections: Mapping[str, Sequence[Mapping]] | None = None,
+) -> str:
     """Build the self-contained report page; separate from :func:`write_report` so it can be tested or
     served without touching disk."""
     cm_uri = "data:image/png;base64," + base64.b64encode(confusion_png).decode("ascii")
@@ -348,8 +351,7 @@ def render_html(metrics: Mapping, rows: Sequence[Mapping], confusion_png: bytes,
         ("rows evaluated", _e(metrics.get("n", "—"))),
         ("without prediction", _e(metrics.get("n_unlabeled", "—"))),
     ]
-    kpi_html = "".join(f'<div class="kpi"><span class="v">{v}</span><span class="k">{k}</span></div>'
-                       for k, v in kpis)
+    kpi_html = "".join(f'<div class="kpi"><span class="v">{v}</span><span class="k">{k}</span></div>' for k, v in kpis)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
@@ -377,10 +379,15 @@ def render_html(metrics: Mapping, rows: Sequence[Mapping], confusion_png: bytes,
     return "\n".join(parts)
 
 
-def write_report(out_dir: str | Path, metrics: dict, rows: Sequence[dict],
-                 thumbnail: Callable[[str], np.ndarray] | None = None, title: str = "scanlabel evaluation",
-                 max_thumbnails: int = 120,
-                 extra_sections: dict[str, Sequence[dict]] | None = None) -> dict[str, Path]:
+def write_report(
+    out_dir: str | Path,
+    metrics: dict,
+    rows: Sequence[dict],
+    thumbnail: Callable[[str], np.ndarray] | None = None,
+    title: str = "scanlabel evaluation",
+    max_thumbnails: int = 120,
+    extra_sections: dict[str, Sequence[dict]] | None = None,
+) -> dict[str, Path]:
     """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.html`` into ``out_dir``.
 
     ``rows`` carry image_id, uri, true, pred, confidence, status and error (header_body_part is shown when
@@ -389,7 +396,11 @@ def write_report(out_dir: str | Path, metrics: dict, rows: Sequence[dict],
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out / METRICS_FILE, "confusion_matrix": out / CONFUSION_FILE, "report": out / REPORT_FILE}
+    paths = {
+        "metrics": out / METRICS_FILE,
+        "confusion_matrix": out / CONFUSION_FILE,
+        "report": out / REPORT_FILE,
+    }
 
     text = json.dumps(_jsonable(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     _write_atomic(paths["metrics"], text.encode("utf-8"))
@@ -397,7 +408,14 @@ def write_report(out_dir: str | Path, metrics: dict, rows: Sequence[dict],
     png = render_confusion_png(metrics, title)
     _write_atomic(paths["confusion_matrix"], png)
 
-    page = render_html(metrics, rows, png, thumbnail=thumbnail, title=title, max_thumbnails=max_thumbnails,
-                       extra_sections=extra_sections)
+    page = render_html(
+        metrics,
+        rows,
+        png,
+        thumbnail=thumbnail,
+        title=title,
+        max_thumbnails=max_thumbnails,
+        extra_sections=extra_sections,
+    )
     _write_atomic(paths["report"], page.encode("utf-8"))
     return paths

@@ -167,15 +167,13 @@ def _balanced(rng: np.random.Generator, values: Sequence[str], count: int) -> li
     return [str(v) for v in rng.permutation(np.resize(np.array(values, dtype=object), count))]
 
 
-def write_sample_archive(
-    out_dir: str | Path, count: int, seed: int = 0, classes: Sequence[str] = CLASSES
-) -> Path:
+def write_sample_archive(out_dir: str | Path, count: int, seed: int = 0, classes: Sequence[str] = CLASSES) -> Path:
     """Generate a reproducible mixed-format archive plus its ground truth, for demos, tests and benchmarks.
 
     Writes ``count`` images under ``out_dir/images`` and ``out_dir/manifest.parquet`` (see
-    ``SAMPLE_MANIFEST_SCHEMA``) and returns the manifest path.  The same ``seed`` gives byte-identical files and
-    manifest; nothing depends on the clock.  About 15% of DICOM files carry a BodyPartExamined naming another
-    class (``header_wrong``) so header-versus-model disagreement can be exercised.
+    ``SAMPLE_MANIFEST_SCHEMA``) and returns the manifest path.  The same ``seed`` gives byte-identical files
+    and manifest; nothing depends on the clock.  About 15% of DICOM files carry a BodyPartExamined naming
+    another class (``header_wrong``) so header-versus-model disagreement can be exercised.
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
@@ -210,9 +208,7 @@ def write_sample_archive(
                 part = others[int(rng.integers(len(others)))]
             terms = DICOM_BODY_PART[part]
             header = terms[int(rng.integers(len(terms)))]
-            _write_dicom(
-                path, img, monochrome1=fmt == "dicom_mono1", body_part=header, seed=seed, index=i, rng=rng
-            )
+            _write_dicom(path, img, monochrome1=fmt == "dicom_mono1", body_part=header, seed=seed, index=i, rng=rng)
         else:
             _write_image(path, fmt, img, rng)
         rows[schema.URI].append(str(path))

@@ -73,9 +73,7 @@ def validate_manifest(table: pa.Table, *, require_label: bool = False) -> pa.Tab
         required[LABEL] = pa.string()
     missing = [c for c in required if c not in table.column_names]
     if missing:
-        raise ManifestError(
-            f"manifest is missing required column(s) {missing}; it has {table.column_names}"
-        )
+        raise ManifestError(f"manifest is missing required column(s) {missing}; it has {table.column_names}")
     for name in [*required, *(c for c in MANIFEST_OPTIONAL if c in table.column_names)]:
         col = table.column(name)
         if not _is_stringlike(col.type) and not pa.types.is_null(col.type):
@@ -95,9 +93,7 @@ def validate_manifest(table: pa.Table, *, require_label: bool = False) -> pa.Tab
     if unique != table.num_rows:
         counts = pc.value_counts(ids)
         dupes = [v["values"].as_py() for v in counts if v["counts"].as_py() > 1][:5]
-        raise ManifestError(
-            f"manifest has {table.num_rows - unique} duplicate image_id value(s), e.g. {dupes}"
-        )
+        raise ManifestError(f"manifest has {table.num_rows - unique} duplicate image_id value(s), e.g. {dupes}")
     return table
 
 

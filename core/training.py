@@ -90,12 +90,29 @@ def package_versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for name in ("tensorflow", "tensorflow-cpu", "keras", "ray", "numpy", "pyarrow", "pydicom", "opencv-python-headless"):
+    for name in (
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "ray",
+        "numpy",
+        "pyarrow",
+        "pydicom",
+        "opencv-python-headless",
+    ):
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
             pass
     return out
+
+
+def weights_digest(model) -> int:
+    """A 48-bit digest of all weights: exact in float64, so it survives an all-reduce unchanged."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return int.from_bytes(h.digest()[:6], "big")
 
 
 def _allreduce_sum(strategy, value: np.ndarray) -> np.ndarray:
@@ -149,9 +166,7 @@ def run_training(
     global_batch = cfg.batch_size * world
     lr = cfg.base_lr * global_batch / REFERENCE_BATCH
     steps = cfg.steps_per_epoch or max(1, int(np.ceil(len(train_rows) / global_batch)))
-    weights_vec = (
-        dataset.class_weights(train_rows) if cfg.class_weighting else np.ones(len(classes), np.float32)
-    )
+    weights_vec = dataset.class_weights(train_rows) if cfg.class_weighting else np.ones(len(classes), np.float32)
     if rank == 0:
         log(
             f"[train] {len(rows)} labelled rows ({len(train_rows)} train / {len(val_rows)} val), "
@@ -192,7 +207,6 @@ def run_training(
             log(f"[train] resumed from checkpoint at epoch {state['epoch']}")
 
     n_classes = len(classes)
-    sw = tf.constant(weights_vec)
     step_fns: dict[str, Any] = {}
 
     def make_phase(phase: str):
@@ -335,6 +349,14 @@ def run_training(
     if best_weights is not None:
         for var, val in zip(model.weights, best_weights, strict=True):
             var.assign(val)
+    # Data parallelism is only correct if every replica ends with the same weights: check, record, and refuse
+    # to publish a bundle otherwise.
+    mine = np.zeros(world, np.float64)
+    mine[rank] = weights_digest(model)
+    digests = [int(d) for d in _allreduce_sum(strategy, mine)]
+    summary["replica_weight_digests"] = digests
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"replicas diverged: weight digests {digests}")
     if rank == 0:
         training_info = {
             "backbone": cfg.backbone,
@@ -349,6 +371,7 @@ def run_training(
             "best_epoch": state["best_epoch"],
             "best_val_macro_f1": state["best_f1"],
             "versions": package_versions(),
+            "replica_weight_digests": digests,
             "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "method": "sha256(seed:image_id)"},
         }
         extra = {}

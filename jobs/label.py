@@ -14,8 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="labels dataset directory")
     p.add_argument("--batch-size", type=int, default=32)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--resume", dest="relabel", action="store_false", default=False,
-                      help="skip images already labelled ok by this model_id (default)")
+    mode.add_argument(
+        "--resume",
+        dest="relabel",
+        action="store_false",
+        default=False,
+        help="skip images already labelled ok by this model_id (default)",
+    )
     mode.add_argument("--relabel", dest="relabel", action="store_true", help="label every row again")
     p.add_argument("--retry-errors", action="store_true", help="also retry rows that failed permanently")
     p.add_argument("--model-actors", type=int, default=None)

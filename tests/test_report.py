@@ -184,8 +184,15 @@ def test_no_loader_gives_placeholders(tmp_path, metrics, rows):
 
 def test_extra_sections_rendered_and_escaped(tmp_path, metrics, rows):
     disagree = [dict(rows[0], header_body_part="knee")]
-    html = _html(write_report(tmp_path, metrics, rows, thumbnail=_gray_loader,
-                              extra_sections={"header <disagreements>": disagree}))
+    html = _html(
+        write_report(
+            tmp_path,
+            metrics,
+            rows,
+            thumbnail=_gray_loader,
+            extra_sections={"header <disagreements>": disagree},
+        )
+    )
     assert "<h2>header &lt;disagreements&gt;</h2>" in html
     assert "header: knee" in html
     assert html.index("header &lt;disagreements&gt;") > html.index("Contact sheet")

@@ -42,7 +42,7 @@ def _index(row: dict) -> int:
     return int(row[schema.IMAGE_ID].rsplit("-", 1)[1])
 
 
-# --- phantoms -------------------------------------------------------------------------------------------------
+# --- phantoms -----------------------------------------------------------------------------------------------
 
 
 def test_classes_are_fixed() -> None:
@@ -78,17 +78,14 @@ def test_classes_differ_on_average() -> None:
     means = {}
     for c in CLASSES:
         rng = np.random.default_rng(0)
-        imgs = [
-            cv2.resize(render_phantom(c, rng, 256, 256), (64, 64), interpolation=cv2.INTER_AREA)
-            for _ in range(8)
-        ]
+        imgs = [cv2.resize(render_phantom(c, rng, 256, 256), (64, 64), interpolation=cv2.INTER_AREA) for _ in range(8)]
         means[c] = np.mean(imgs, axis=0)
     for i, a in enumerate(CLASSES):
         for b in CLASSES[i + 1 :]:
             assert np.abs(means[a] - means[b]).mean() > 0.01, (a, b)
 
 
-# --- archive --------------------------------------------------------------------------------------------------
+# --- archive ------------------------------------------------------------------------------------------------
 
 
 def test_manifest_schema_and_validation(archive: tuple[Path, list[dict]]) -> None:
@@ -173,9 +170,7 @@ def test_dicom_files_decode_with_sane_headers(archive: tuple[Path, list[dict]]) 
         assert px.dtype == np.uint16 and px.shape == (ds.Rows, ds.Columns)
         assert int(px.max()) <= 4095
     assert intercepts == {0.0, -1024.0}
-    assert len(sop_uids) == sum(r["format"] in DICOM_FORMATS for r in rows), (
-        "SOP instance UIDs must be unique"
-    )
+    assert len(sop_uids) == sum(r["format"] in DICOM_FORMATS for r in rows), "SOP instance UIDs must be unique"
 
 
 def test_stored_pixels_match_rendering_and_mono1_is_inverted(archive: tuple[Path, list[dict]]) -> None:
