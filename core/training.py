@@ -121,9 +121,34 @@ def _allreduce_sum(strategy, value: np.ndarray) -> np.ndarray:
 
     if strategy.num_replicas_in_sync == 1:
         return value
-    t = tf.constant(value)
-    per_replica = strategy.run(lambda: tf.identity(t))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None).numpy()
+
+    @tf.function
+    def reduce(t):
+        per_replica = strategy.run(tf.identity, args=(t,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return reduce(tf.constant(value)).numpy()
+
+
+def sync_non_trainable(strategy, model, world: int) -> None:
+    """Average BatchNorm moving statistics across workers.
+
+    Gradients keep trainable weights identical, but moving statistics are updated from each worker's own
+    batches and would drift apart (the problem DDP solves by broadcasting buffers).  Averaging them once per
+    epoch keeps every replica identical, so any worker's copy is the model.
+    """
+    if world == 1:
+        return
+    variables = [v for v in model.non_trainable_weights if "float" in str(v.dtype)]
+    if not variables:
+        return
+    flat = np.concatenate([v.numpy().astype(np.float64).ravel() for v in variables])
+    mean = _allreduce_sum(strategy, flat) / world
+    offset = 0
+    for v in variables:
+        n = int(np.prod(v.shape))
+        v.assign(mean[offset : offset + n].reshape(v.shape).astype(v.dtype))
+        offset += n
 
 
 def phase_of(cfg: TrainConfig, epoch: int) -> str:
@@ -291,6 +316,7 @@ def run_training(
             loss_total += float(loss)
             train_cm += cm.numpy()
         elapsed = time.perf_counter() - t0
+        sync_non_trainable(strategy, model, world)
         val_loss, val_cm = evaluate()
         val_f1 = macro_f1_from_confusion(val_cm)
         record = {
