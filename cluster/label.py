@@ -1,27 +1,31 @@
 """The labeling job on Ray Data: manifest → CPU decode tasks → model-actor pool → atomic Parquet parts.
 
-Streaming end to end: only blocks in flight are in memory.  Decode scales with CPU tasks; each model actor
-loads the bundle once, pins one GPU when the cluster has them, and runs fixed-shape batches.  The driver
-commits results as whole part files, so a killed run loses at most the uncommitted tail, which the next run
-(resume is the default) picks up again.
+Streaming end to end: only the blocks in flight hold images.  Decode runs as plain CPU tasks (kept out of the
+model actors: Ray Data would otherwise fuse them, serialising decode behind the model); each model actor loads the bundle once, pins exactly one GPU when the cluster has GPUs, and runs
+fixed-shape batches.
+The driver commits results as whole part files, so a killed run loses at most its uncommitted tail, which the
+next run (resume is the default) picks up again.  Nothing is done before the manifest and bundle are checked.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import ray
+import pyarrow as pa
 
-from cluster.runtime import cluster_gpus, limit_tf_threads
 from core import labels_store, schema, storage
 from core.bundle import load_bundle
 from core.dataset import read_manifest
 from core.labeling import BatchClassifier, decode_batch
+
+log_ = logging.getLogger("scanlabel.label")
 
 
 @dataclass
@@ -30,15 +34,18 @@ class LabelOptions:
     model: str
     out: str
     batch_size: int = 32
-    resume: bool = True
     relabel: bool = False
     retry_errors: bool = False
     model_actors: int | None = None
     gpus_per_actor: float | None = None
     cpus_per_actor: float = 1.0
+    tf_threads: int | None = None
     decode_cpus: float = 1.0
+    decode_memory_mb: int = 512
     rows_per_file: int = 10_000
-    blocks: int | None = None
+    rows_per_block: int | None = None
+    progress_every_s: float = 10.0
+    address: str | None = None
 
 
 @dataclass
@@ -70,15 +77,24 @@ class LabelSummary:
         ]
 
 
-class _ModelActor:
-    """Ray actor: loads the bundle once and classifies decoded batches."""
+class ModelActor:
+    """Ray actor: loads the bundle once, limits TF threads to its CPU share, classifies decoded batches."""
 
     def __init__(self, bundle_path: str, batch_size: int, threads: int) -> None:
-        limit_tf_threads(threads)
-        self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
-        self.classifier = BatchClassifier(load_bundle(bundle_path), batch_size)
+        import ray
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from cluster.runtime import limit_tf_threads
+
+        limit_tf_threads(threads)
+        gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        self.classifier = BatchClassifier(load_bundle(bundle_path), batch_size)
+        print(
+            f"[label] model actor pid={os.getpid()} gpu_ids={gpu_ids} "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')} tf_threads={threads}",
+            flush=True,
+        )
+
+    def __call__(self, batch: dict[str, Any]) -> pa.Table:
         return self.classifier.label_batch(batch)
 
 
@@ -86,69 +102,106 @@ def _decode(batch: dict[str, Any], cfg) -> dict[str, Any]:
     return decode_batch(batch, cfg)
 
 
-def run_label(opts: LabelOptions, log=print) -> LabelSummary:
-    t_start = time.perf_counter()
-    bundle = load_bundle(opts.model)
-    table = read_manifest(opts.manifest, columns=None)
-    table = schema.validate_manifest(table)
-    manifest = table.select([schema.URI, schema.IMAGE_ID])
+@dataclass
+class Prepared:
+    """Everything checked and decided before any Ray work: a bad manifest or bundle never gets this far."""
 
-    compacted = labels_store.compact(opts.out) if storage.exists(opts.out) else 0
+    bundle: Any
+    manifest: pa.Table
+    plan: labels_store.Plan
+    compacted: int
+
+
+def prepare(opts: LabelOptions) -> Prepared:
+    bundle = load_bundle(opts.model)
+    table = schema.validate_manifest(read_manifest(opts.manifest))
+    manifest = table.select([schema.URI, schema.IMAGE_ID])
+    compacted = 0
+    if storage.exists(opts.out):
+        labels_store.remove_stale_temporaries(opts.out)
+        compacted = labels_store.compact(opts.out)
     existing = labels_store.existing_keys(opts.out)
-    resume = opts.resume and not opts.relabel
-    plan = labels_store.plan(manifest, existing, bundle.model_id, relabel=not resume, retry_errors=opts.retry_errors)
-    summary = LabelSummary(bundle.model_id, table.num_rows, plan.todo.num_rows, already_ok=plan.already_ok)
-    summary.carried_errors = plan.permanent_errors
-    summary.compacted = compacted
-    if plan.todo.num_rows == 0:
-        summary.seconds = time.perf_counter() - t_start
-        log(f"[label] 0 to do: all {table.num_rows} manifest rows already labelled by {bundle.model_id}")
-        return summary
-    log(
-        f"[label] {plan.todo.num_rows} to do of {table.num_rows} (model_id={bundle.model_id}, "
-        f"already ok={plan.already_ok}, retrying={plan.retry})"
-    )
+    plan = labels_store.plan(manifest, existing, bundle.model_id, relabel=opts.relabel, retry_errors=opts.retry_errors)
+    return Prepared(bundle, manifest, plan, compacted)
+
+
+def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
+    import ray
+
+    if opts.model_actors:
+        return opts.model_actors
+    if gpus_per_actor:
+        return max(1, int(ray.cluster_resources().get("GPU", 0) // gpus_per_actor))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, cpus // 2)  # on CPU clusters, leave half the cores to decode
+
+
+def build_dataset(opts: LabelOptions, todo: pa.Table, bundle):
+    """The Ray Data pipeline over the rows to do (lazy: nothing runs until it is iterated)."""
+    import ray
+
+    from cluster.runtime import cluster_gpus
 
     gpus = cluster_gpus()
     gpus_per_actor = opts.gpus_per_actor if opts.gpus_per_actor is not None else (1 if gpus else 0)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    if opts.model_actors:
-        n_actors = opts.model_actors
-    elif gpus_per_actor:
-        n_actors = max(1, int(gpus // gpus_per_actor))
-    else:
-        n_actors = max(1, cpus // 2)
+    n_actors = _pool_size(opts, gpus_per_actor)
     bs = opts.batch_size
-    n_blocks = opts.blocks or max(1, min(4096, -(-plan.todo.num_rows // (bs * 4))))
-    rows_per_block = -(-plan.todo.num_rows // n_blocks)
-    slices = [plan.todo.slice(i, rows_per_block) for i in range(0, plan.todo.num_rows, rows_per_block)]
-    ds = ray.data.from_arrow(slices)
+    rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
+    # Each block is an independent copy (not a slice of one big buffer), so the object store holds only it.
+    blocks = [todo.slice(i, rows_per_block).combine_chunks() for i in range(0, todo.num_rows, rows_per_block)]
+    ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         _decode,
         fn_kwargs={"cfg": bundle.preprocess},
         batch_size=bs,
         batch_format="numpy",
         num_cpus=opts.decode_cpus,
+        # An honest per-task memory reservation (a 100 MP 16-bit image decodes to ~0.8 GB of float32). Having
+        # remote args that differ from the actors' also keeps Ray Data from fusing decode into the model actors,
+        # which would serialise decode behind the model.
+        memory=opts.decode_memory_mb * 2**20,
     )
+    threads = opts.tf_threads or max(1, int(opts.cpus_per_actor))
     ds = ds.map_batches(
-        _ModelActor,
-        fn_constructor_kwargs={
-            "bundle_path": opts.model,
-            "batch_size": bs,
-            "threads": max(1, int(opts.cpus_per_actor)),
-        },
+        ModelActor,
+        fn_constructor_kwargs={"bundle_path": opts.model, "batch_size": bs, "threads": threads},
         batch_size=bs,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=n_actors),
         num_gpus=gpus_per_actor,
         num_cpus=opts.cpus_per_actor,
     )
+    return ds, n_actors, gpus_per_actor
+
+
+def run_label(opts: LabelOptions, log=print) -> LabelSummary:
+    t_start = time.perf_counter()
+    prep = prepare(opts)
+    bundle, plan = prep.bundle, prep.plan
+    summary = LabelSummary(bundle.model_id, prep.manifest.num_rows, plan.todo.num_rows, already_ok=plan.already_ok)
+    summary.carried_errors, summary.compacted = plan.permanent_errors, prep.compacted
+    if plan.todo.num_rows == 0:
+        summary.seconds = time.perf_counter() - t_start
+        log(f"[label] 0 to do: all {prep.manifest.num_rows} manifest rows already labelled by {bundle.model_id}")
+        return summary
+    log(
+        f"[label] {plan.todo.num_rows} to do of {prep.manifest.num_rows} (model_id={bundle.model_id}, "
+        f"already ok={plan.already_ok}, retrying={plan.retry})"
+    )
+
+    from cluster.runtime import ensure_ray
+
+    ensure_ray(opts.address)
+    ds, n_actors, gpus_per_actor = build_dataset(opts, plan.todo, bundle)
+    log(f"[label] {n_actors} model actor(s), {gpus_per_actor} GPU each, batch {opts.batch_size}")
     writer = labels_store.PartWriter(opts.out, uuid.uuid4().hex[:12], opts.rows_per_file)
     per_label: Counter = Counter()
     errs: Counter = Counter()
-    t0 = time.perf_counter()
+    t0 = last = time.perf_counter()
+    first_result = None
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        batch = schema.labels_table(batch.to_pydict())
+        first_result = first_result or time.perf_counter()
+        batch = schema.labels_table(batch)
         writer.add(batch)
         status = batch.column("status").to_pylist()
         summary.done += batch.num_rows
@@ -157,6 +210,13 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
         summary.skipped += status.count(schema.STATUS_SKIPPED)
         per_label.update(x for x in batch.column(schema.LABEL).to_pylist() if x)
         errs.update(x for x in batch.column("error").to_pylist() if x)
+        now = time.perf_counter()
+        if now - last >= opts.progress_every_s:
+            last = now
+            log(
+                f"[label] progress {summary.done}/{summary.todo} ({100 * summary.done / summary.todo:.0f}%) "
+                f"{summary.done / (now - t0):.1f} img/s, failed {summary.failed}, committed {writer.committed_rows}"
+            )
     writer.flush()
     summary.compacted += labels_store.compact(opts.out)
     summary.seconds = time.perf_counter() - t_start

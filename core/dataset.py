@@ -128,8 +128,14 @@ def class_weights(rows: LabelledRows) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def decode_all(rows: LabelledRows, cfg: PreprocessConfig, threads: int = 2) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Decode a (small) shard into memory; failures are counted by error code and left out."""
+def decode_indexed(
+    rows: LabelledRows, cfg: PreprocessConfig, threads: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str | None]]:
+    """Decode a (small) shard into memory, keeping track of which rows decoded.
+
+    Returns ``(x, y, kept, codes)``: ``kept`` indexes the decoded rows within ``rows`` and ``codes`` holds each
+    row's error code (None when it decoded), so a validation report can list failures instead of losing them.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     def load(uri: str):
@@ -140,11 +146,16 @@ def decode_all(rows: LabelledRows, cfg: PreprocessConfig, threads: int = 2) -> t
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         results = list(pool.map(load, rows.uris))
-    failures = Counter(code for _, code in results if code)
     keep = [i for i, (arr, _) in enumerate(results) if arr is not None]
     x = np.stack([results[i][0] for i in keep]) if keep else np.zeros((0, *cfg.shape), np.float32)
     y = np.asarray([rows.labels[i] for i in keep], dtype=np.int32)
-    return x, y, dict(failures)
+    return x, y, np.asarray(keep, dtype=np.int64), [code for _, code in results]
+
+
+def decode_all(rows: LabelledRows, cfg: PreprocessConfig, threads: int = 2) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Decode a (small) shard into memory; failures are counted by error code and left out."""
+    x, y, _, codes = decode_indexed(rows, cfg, threads)
+    return x, y, dict(Counter(code for code in codes if code))
 
 
 def make_train_dataset(
@@ -156,11 +167,14 @@ def make_train_dataset(
     sample_weights: np.ndarray,
     parallel: int = 2,
     cache: bool = True,
+    skip_examples: int = 0,
 ):
     """An endless, shuffled, augmented, prefetched tf.data pipeline over this worker's shard.
 
     Endless on purpose: every worker runs the same number of steps per epoch (collectives would hang
-    otherwise), whatever the size of its shard.
+    otherwise), whatever the size of its shard.  ``skip_examples`` fast-forwards the stream (without
+    augmenting what it skips) so a run resumed at epoch ``e`` sees exactly the batches an uninterrupted run
+    would have seen from epoch ``e`` on: shuffling and augmentation are seeded by position in the stream.
     """
     import tensorflow as tf
 
@@ -201,7 +215,10 @@ def make_train_dataset(
     if cache:
         ds = ds.cache()
     ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.enumerate().map(tf_aug, num_parallel_calls=parallel, deterministic=True)
+    ds = ds.enumerate()
+    if skip_examples:
+        ds = ds.skip(skip_examples)
+    ds = ds.map(tf_aug, num_parallel_calls=parallel, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

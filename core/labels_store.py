@@ -114,6 +114,17 @@ class PartWriter:
         self._buffer, self._buffered = [], 0
 
 
+def remove_stale_temporaries(out: str) -> int:
+    """Delete hidden temporaries a killed run left behind (one labeling run per output directory at a time)."""
+    fs, path = storage.resolve(out)
+    removed = 0
+    for f in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
+        if f.type == pafs.FileType.File and f.base_name.startswith(".tmp-"):
+            fs.delete_file(f.path)
+            removed += 1
+    return removed
+
+
 def compact(out: str) -> int:
     """Remove duplicate (image_id, model_id) rows, keeping the newest; returns how many rows were dropped.
 

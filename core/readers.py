@@ -1,30 +1,85 @@
 """Readers by format behind one interface: bytes in, (grayscale pixels, PHI-free metadata) out.
 
-Formats are recognised from their magic bytes, not the file name, because archives are full of ``.png`` files
-that are really JPEGs and DICOM files with no extension.  Image dimensions are read from the header before any
-pixel is decoded so that a decompression bomb is refused as ``too_large`` instead of exhausting memory.
-Every failure is a :class:`~core.errors.ScanError` with a stable code.
+Formats are recognised from their content, not the file name, because archives are full of ``.png`` files that
+are really JPEGs and DICOM files with no extension.  Every failure is a :class:`~core.errors.ScanError` with a
+stable code; nothing else escapes :func:`decode_bytes` (the corpus and hostile-input tests hold us to that).
+
+Reading (:func:`read_uri`)
+    Bytes exactly as stored: no transparent ``.gz``/``.bz2`` decompression (a gzip bomb named ``x.dcm.gz``
+    would otherwise expand in memory), local files must be regular files (a FIFO would block the worker,
+    ``/dev/zero`` would never end), and a file over ``max_bytes`` is ``too_large``.
+
+Decompression bombs
+    Dimensions come from the header before any pixel is decoded: PNG ``IHDR``, JPEG ``SOFn``, DICOM
+    ``Rows``/``Columns`` *and* the dimensions inside an encapsulated JPEG / JPEG-LS / JPEG 2000 codestream
+    (which a crafted file can make disagree with the header), and a deflated DICOM is inflated into a
+    bounded counter first.  More than ``max_pixels`` per decoded frame is ``too_large``.
+
+DICOM
+    * Transfer syntaxes: whatever pydicom 3 decodes with the installed plugins - native little/big endian,
+      implicit/explicit VR, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000 (and HTJ2K).
+      One with no decoder (MPEG/H.264/HEVC video, JPIP, private syntaxes) is ``unsupported_format``.
+    * Files without preamble or file meta are read with ``force=True`` when their first bytes look like a
+      DICOM data element (group 0x0002 or 0x0008, either byte order); the transfer syntax is then the one
+      pydicom inferred while parsing.
+    * **Multi-frame policy: the middle frame** (index ``NumberOfFrames // 2``) represents the object - for a
+      CT/MR stack it is the most central slice, for cine/US loops any frame is as good as another.  Only that
+      frame is decoded, so the size limit applies per frame and a 1000-frame series costs one frame of CPU.
+      The same policy holds for multi-frame colour.
+    * Grayscale conversion: MONOCHROME1/2 as stored; RGB (and YBR_FULL/YBR_FULL_422, which pydicom converts
+      to RGB) by ITU-R BT.601 luma; YBR data left in YCbCr by the decoder uses its Y plane (the same luma);
+      PALETTE COLOR through its lookup tables, then luma.
+    * Intensity, MONOCHROME only: Modality LUT (rescale slope/intercept or LUT sequence), then the first VOI
+      LUT or window centre/width if present (``voi_applied`` in the metadata); otherwise, and after it,
+      :func:`core.preprocess.normalize_intensity` stretches robust percentiles.  MONOCHROME1 is inverted so
+      dense tissue is bright.  ``PixelPaddingValue`` (and ``PixelPaddingRangeLimit``) pixels are masked out of
+      the statistics; so are non-finite values of float pixel data.
+    * Float/double-float pixel data, 1-bit, signed and 8-32-bit data are decoded; only 2-D images come out.
+    * No pixel data: an object that is not an image (SR, RTPLAN, RTSTRUCT, ECG waveform, DICOMDIR, PDF...) is
+      ``no_pixels`` (row status ``skipped``); an *image* object without pixel data (a truncated or stripped
+      file) is ``decode_error``.
+
+Privacy
+    Metadata carries only :data:`SAFE_DICOM_FIELDS`, each passed through
+    :func:`core.privacy.safe_code_string`, plus the model class derived from ``BodyPartExamined`` /
+    ``StudyDescription`` (:mod:`core.header_map`).  Error messages are built from codes and numbers, never from
+    header text or library exception messages (which quote values), and are scrubbed of the file's PHI values
+    as a second line of defence.  pydicom's own warnings and log records, which quote offending values
+    ("Invalid value for VR DA: '19700101'"), are suppressed while decoding.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
+import logging
+import os
+import stat
 import struct
+import warnings
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+import pyarrow.fs as pafs
 
-from core import errors, storage
+from core import access, errors, privacy, storage
+from core.header_map import HeaderMap, map_header
 
-DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: larger than any clinical radiograph, far below a bomb.
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP per frame: larger than any clinical radiograph, far below a bomb.
+DEFAULT_MAX_BYTES = 2 << 30  # 2 GiB per file: what one decode worker may hold in memory at once.
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
-# DICOM attributes safe to carry into outputs (no patient/study identifiers).
-SAFE_DICOM_FIELDS = ("Modality", "BodyPartExamined", "PhotometricInterpretation", "StudyDescription")
+# DICOM attributes whose value may be written out (not identifying; filtered through safe_code_string).
+SAFE_DICOM_FIELDS = ("Modality", "BodyPartExamined", "PhotometricInterpretation")
+
+DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 
 
 @dataclass
@@ -36,22 +91,69 @@ class Decoded:
     mask: np.ndarray | None = None  # True where pixels are real image, False for padding values
 
 
+def _looks_like_bare_dicom(data: bytes) -> bool:
+    """A preamble-less DICOM starts with a (0002,xxxx) or (0008,xxxx) element in either byte order."""
+    if len(data) < 8:
+        return False
+    group_le, elem_le = struct.unpack("<HH", data[:4])
+    group_be, elem_be = struct.unpack(">HH", data[:4])
+    return (group_le in (0x0002, 0x0008) and elem_le < 0x0200) or (group_be == 0x0008 and elem_be < 0x0200)
+
+
 def sniff_format(data: bytes, uri: str = "") -> str:
+    """'png', 'jpeg' or 'dicom' from the content; the name is not trusted (``uri`` kept for API stability)."""
     if data.startswith(PNG_MAGIC):
         return "png"
     if data.startswith(JPEG_MAGIC):
         return "jpeg"
     if len(data) >= 132 and data[128:132] == b"DICM":
         return "dicom"
-    if uri.lower().endswith((".dcm", ".dicom")):
-        return "dicom"  # preamble-less DICOM: let pydicom try with force=True
+    if _looks_like_bare_dicom(data):
+        return "dicom"  # preamble-less DICOM: pydicom reads it with force=True
     raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "not PNG, JPEG or DICOM")
 
 
-def read_uri(uri: str) -> bytes:
-    """Read a whole file, translating OS and object-store failures into row error codes."""
+# --- reading -------------------------------------------------------------------------------------------------
+def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str]) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        data = storage.read_bytes(uri)
+        fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait for a writer
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise errors.ScanError(errors.NOT_FOUND, type(e).__name__) from e
+    except PermissionError as e:
+        raise errors.ScanError(errors.PERMISSION_DENIED, type(e).__name__) from e
+    except ValueError as e:  # embedded NUL byte: no such file can exist
+        raise errors.ScanError(errors.NOT_FOUND, "invalid path") from e
+    except OSError as e:
+        if e.errno in (40, 36):  # ELOOP, ENAMETOOLONG: the path cannot name a file
+            raise errors.ScanError(errors.NOT_FOUND, "unresolvable path") from e
+        raise errors.ScanError(errors.IO_ERROR, type(e).__name__) from e
+    with os.fdopen(fd, "rb", closefd=True) as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "not a regular file")
+        if allowed_roots:
+            access.verify_open_file(fd, allowed_roots)
+        if st.st_size > max_bytes:
+            raise errors.ScanError(errors.TOO_LARGE, f"file of {st.st_size} bytes exceeds {max_bytes}")
+        try:
+            data = f.read(max_bytes + 1)
+        except PermissionError as e:
+            raise errors.ScanError(errors.PERMISSION_DENIED, type(e).__name__) from e
+        except OSError as e:
+            raise errors.ScanError(errors.IO_ERROR, type(e).__name__) from e
+    if len(data) > max_bytes:  # grew while we read it
+        raise errors.ScanError(errors.TOO_LARGE, f"file exceeds {max_bytes} bytes")
+    return data
+
+
+def _read_remote(uri: str, max_bytes: int) -> bytes:
+    try:
+        fs, path = storage.resolve(uri)
+        with fs.open_input_stream(path, compression=None) as f:
+            data = f.read(max_bytes + 1)
     except FileNotFoundError as e:
         raise errors.ScanError(errors.NOT_FOUND, type(e).__name__) from e
     except PermissionError as e:
@@ -60,13 +162,41 @@ def read_uri(uri: str) -> bytes:
         raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "is a directory") from e
     except OSError as e:
         text = str(e)
-        if "Path does not exist" in text or "NoSuchKey" in text or "not found" in text.lower():
+        low = text.lower()
+        if "path does not exist" in low or "nosuchkey" in low or "not found" in low or "nosuchbucket" in low:
             raise errors.ScanError(errors.NOT_FOUND, "missing") from e
-        if "Permission denied" in text or "AccessDenied" in text or "ACCESS_DENIED" in text:
+        if "permission denied" in low or "accessdenied" in low or "access_denied" in low or "forbidden" in low:
             raise errors.ScanError(errors.PERMISSION_DENIED, "access denied") from e
-        if "is a directory" in text.lower():
+        if "is a directory" in low:
             raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "is a directory") from e
+        if "timed out" in low or "timeout" in low:
+            raise errors.ScanError(errors.TIMEOUT, type(e).__name__) from e
         raise errors.ScanError(errors.IO_ERROR, type(e).__name__) from e
+    except ValueError as e:  # pyarrow.ArrowInvalid: a URI no object store can resolve
+        raise errors.ScanError(errors.NOT_FOUND, "invalid URI") from e
+    if len(data) > max_bytes:
+        raise errors.ScanError(errors.TOO_LARGE, f"object exceeds {max_bytes} bytes")
+    return data
+
+
+def read_uri(uri: str, max_bytes: int = DEFAULT_MAX_BYTES, allowed_roots: Sequence[str] = ()) -> bytes:
+    """Read a whole file, translating OS and object-store failures into row error codes.
+
+    ``allowed_roots`` is only the post-open re-check (see :func:`core.access.verify_open_file`); callers do
+    the path check with :func:`core.access.check_allowed` before calling this.
+    """
+    uri = str(uri)
+    if storage.is_remote(uri):
+        data = _read_remote(uri, max_bytes)
+    else:
+        try:
+            fs, path = storage.resolve(uri)
+        except ValueError as e:
+            raise errors.ScanError(errors.NOT_FOUND, "invalid path") from e
+        if not isinstance(fs, pafs.LocalFileSystem):  # pragma: no cover - resolve() only maps local here
+            data = _read_remote(uri, max_bytes)
+        else:
+            data = _read_local(path, max_bytes, allowed_roots)
     if not data:
         raise errors.ScanError(errors.EMPTY_FILE)
     return data
@@ -80,7 +210,8 @@ def png_dimensions(data: bytes) -> tuple[int, int]:
     return height, width
 
 
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# SOF0-3, 5-7, 9-11, 13-15 and JPEG-LS SOF55 (0xF7).
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
 
 
 def jpeg_dimensions(data: bytes) -> tuple[int, int]:
@@ -110,6 +241,15 @@ def jpeg_dimensions(data: bytes) -> tuple[int, int]:
     raise errors.ScanError(errors.DECODE_ERROR, "JPEG without a frame header")
 
 
+def j2k_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG 2000 codestream's SIZ segment (bare or inside a JP2 box), None if absent."""
+    i = data.find(b"\xff\x4f\xff\x51", 0, 4096)
+    if i < 0 or i + 24 > len(data):
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[i + 8 : i + 24])
+    return ysiz - yosiz, xsiz - xosiz
+
+
 def check_pixels(height: int, width: int, frames: int, max_pixels: int) -> None:
     if height <= 0 or width <= 0:
         raise errors.ScanError(errors.DECODE_ERROR, f"invalid dimensions {height}x{width}")
@@ -134,7 +274,10 @@ def _to_gray(img: np.ndarray) -> np.ndarray:
 def decode_raster(data: bytes, fmt: str, max_pixels: int) -> Decoded:
     height, width = png_dimensions(data) if fmt == "png" else jpeg_dimensions(data)
     check_pixels(height, width, 1, max_pixels)
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise errors.ScanError(errors.DECODE_ERROR, f"{fmt} decoder: {type(e).__name__}") from e
     if img is None or img.size == 0:
         raise errors.ScanError(errors.DECODE_ERROR, f"{fmt} decoder returned nothing")
     channels = 1 if img.ndim == 2 else img.shape[2]
@@ -152,101 +295,340 @@ def decode_raster(data: bytes, fmt: str, max_pixels: int) -> Decoded:
 
 
 # --- DICOM ---------------------------------------------------------------------------------------------------
-def _dicom_header(data: bytes):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+_decoding = contextvars.ContextVar("scanlabel_decoding_dicom", default=False)
 
+
+class _DropWhileDecoding(logging.Filter):
+    """pydicom log records quote header values; while we decode, none of them may reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _decoding.get()
+
+
+_PYDICOM_LOG_FILTER = _DropWhileDecoding()
+
+
+def _install_log_filter() -> None:
+    """Logger filters do not apply to records propagated from child loggers, so filter each pydicom logger."""
+    import pydicom  # noqa: F401 - its module loggers must exist before we can filter them
+
+    for name in ["pydicom", *logging.root.manager.loggerDict]:
+        if name == "pydicom" or name.startswith("pydicom."):
+            logger = logging.getLogger(name)
+            if _PYDICOM_LOG_FILTER not in logger.filters:
+                logger.addFilter(_PYDICOM_LOG_FILTER)
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    _install_log_filter()
+    token = _decoding.set(True)
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True)
-    except InvalidDicomError as e:
-        raise errors.ScanError(errors.DECODE_ERROR, "invalid DICOM") from e
-    except Exception as e:  # noqa: BLE001 - pydicom raises many types on garbage input
-        raise errors.ScanError(errors.DECODE_ERROR, f"DICOM header: {type(e).__name__}") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        _decoding.reset(token)
 
 
-def _safe_str(ds, name: str) -> str | None:
-    value = ds.get(name)
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
-def decode_dicom(data: bytes, max_pixels: int) -> Decoded:
-    """Decode to display-ready grayscale: modality LUT, VOI LUT/window, MONOCHROME1 inverted, padding masked."""
+def _file_meta_end(data: bytes) -> int | None:
+    """Offset just past the (always explicit VR little endian) group 0002 of a file with a preamble."""
+    pos = 132
+    n = len(data)
+    while pos + 8 <= n:
+        group = struct.unpack("<H", data[pos : pos + 2])[0]
+        if group != 0x0002:
+            return pos
+        vr = data[pos + 4 : pos + 6]
+        if vr in _LONG_VRS:
+            if pos + 12 > n:
+                return None
+            pos += 12 + struct.unpack("<I", data[pos + 8 : pos + 12])[0]
+        else:
+            pos += 8 + struct.unpack("<H", data[pos + 6 : pos + 8])[0]
+    return None
+
+
+def _guard_deflated(data: bytes, max_bytes: int) -> None:
+    """pydicom inflates a deflated dataset in one unbounded call: measure it first, discarding the output."""
+    if DEFLATED_TS.encode() not in data[:2048]:
+        return
+    start = _file_meta_end(data)
+    if start is None or start >= len(data):
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    chunk = data[start:]
+    try:
+        while chunk:
+            total += len(inflater.decompress(chunk, 1 << 22))
+            if total > max_bytes:
+                raise errors.ScanError(errors.TOO_LARGE, f"deflated dataset inflates beyond {max_bytes} bytes")
+            chunk = inflater.unconsumed_tail
+    except zlib.error as e:
+        raise errors.ScanError(errors.DECODE_ERROR, "corrupt deflated dataset") from e
+
+
+def _int_attr(ds, name: str, default: int | None = None) -> int | None:
+    if name not in ds:
+        return default
+    value = ds[name].value
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError) as e:
+        raise errors.ScanError(errors.DECODE_ERROR, f"invalid {name}") from e
+
+
+def _transfer_syntax(ds):
     from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return UID(str(ts))
+    # Preamble/meta-less file: use the encoding pydicom inferred while parsing.
+    implicit, little = ds.original_encoding
+    if implicit:
+        ts = ImplicitVRLittleEndian
+    else:
+        ts = ExplicitVRBigEndian if little is False else ExplicitVRLittleEndian
+    if meta is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    return ts
+
+
+def _ts_name(ts) -> str:
+    """The registered name of a transfer syntax, or its UID - never free text from the file."""
+    name = getattr(ts, "name", "") or ""
+    return name if name and name != str(ts) else privacy.safe_code_string(str(ts).replace(".", "-")) or "unknown"
+
+
+def _is_image_object(ds) -> bool:
+    from pydicom.uid import UID
+
+    if "Rows" in ds or "Columns" in ds or "BitsAllocated" in ds:
+        return True
+    sop = ds.get("SOPClassUID")
+    return bool(sop) and "Image Storage" in UID(str(sop)).name
+
+
+def _sop_class_name(ds) -> str | None:
+    """The registered name of the SOP class ("Basic Text SR Storage"): dictionary text, never file text."""
+    from pydicom.uid import UID
+
+    sop = ds.get("SOPClassUID")
+    name = UID(str(sop)).name if sop else ""
+    return name if name and name != str(sop) else None
+
+
+def _embedded_dimensions(ds, ts, index: int, frames: int) -> tuple[int, int] | None:
+    """Dimensions declared by the codestream of the frame about to be decoded (JPEG family / JPEG 2000)."""
+    from pydicom.encaps import get_frame
+
+    if not (ts.is_compressed and ts.is_encapsulated) or ts == "1.2.840.10008.1.2.5":  # RLE is sized by pydicom
+        return None
+    try:
+        frame = get_frame(ds.PixelData, index, number_of_frames=frames)
+    except Exception:  # noqa: BLE001 - unusual fragmentation: the decoder's own checks will report it
+        return None
+    head = bytes(frame[:4096])
+    if head.startswith(b"\xff\xd8"):
+        try:
+            return jpeg_dimensions(head)
+        except errors.ScanError:
+            return None
+    return j2k_dimensions(head)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.float32, copy=False)
+    return rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587) + rgb[..., 2] * np.float32(0.114)
+
+
+def _padding_mask(ds, arr: np.ndarray) -> np.ndarray | None:
+    pad = ds.get("PixelPaddingValue")
+    if not isinstance(pad, int | np.integer) or arr.ndim != 2:
+        return None
+    limit = ds.get("PixelPaddingRangeLimit")
+    if isinstance(limit, int | np.integer):
+        lo, hi = sorted((int(pad), int(limit)))
+        mask = (arr < lo) | (arr > hi)
+    else:
+        mask = arr != pad
+    return mask if mask.any() else None  # all padding: ignore the attribute rather than blank the image
+
+
+def _monochrome(ds, arr: np.ndarray, photometric: str) -> tuple[np.ndarray, np.ndarray | None, bool]:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    ds = _dicom_header(data)
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise errors.ScanError(errors.NO_PIXELS, str(ds.get("Modality", "")) or "no PixelData")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    check_pixels(rows, cols, frames, max_pixels)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
-        # Preamble/meta-less file: pydicom needs to be told how the dataset was encoded.
-        ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
-    try:
-        arr = ds.pixel_array
-    except NotImplementedError as e:
-        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"transfer syntax: {e}"[:200]) from e
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt pixel data raises assorted errors
-        raise errors.ScanError(errors.DECODE_ERROR, f"pixel data: {type(e).__name__}") from e
-    if frames > 1 and arr.ndim >= 3 and arr.shape[0] == frames:
-        arr = arr[frames // 2]  # multi-frame policy: the middle frame represents the series
-    mask = None
-    if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        padding = ds.get("PixelPaddingValue")
-        if padding is not None and arr.ndim == 2:
-            mask = arr != padding
-        out = apply_modality_lut(arr, ds)
-        has_voi = "WindowCenter" in ds or "VOILUTSequence" in ds
-        if has_voi:
-            try:
-                out = apply_voi_lut(out, ds, index=0, prefer_lut=True)
-            except Exception:  # noqa: BLE001 - malformed VOI: fall back to robust normalisation later
-                has_voi = False
-        out = out.astype(np.float32)
-        if photometric == "MONOCHROME1":
-            valid = out[mask] if mask is not None and mask.any() else out
-            out = float(valid.max()) + float(valid.min()) - out
-    else:
-        if photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
+    mask = _padding_mask(ds, arr)
+    out = apply_modality_lut(arr, ds) if not np.issubdtype(arr.dtype, np.floating) else arr
+    has_voi = ("WindowCenter" in ds and "WindowWidth" in ds) or "VOILUTSequence" in ds
+    if has_voi:
+        try:
+            out = apply_voi_lut(out, ds, index=0, prefer_lut=True)
+        except Exception:  # noqa: BLE001 - malformed VOI: fall back to robust normalisation
+            has_voi = False
+    out = np.asarray(out, dtype=np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():
+        if not finite.any():
+            raise errors.ScanError(errors.DECODE_ERROR, "no finite pixel values")
+        mask = finite if mask is None else (mask & finite)
+        out[~finite] = float(out[finite].min())
+    if photometric == "MONOCHROME1":
+        valid = out[mask] if mask is not None and mask.any() else out
+        out = float(valid.max()) + float(valid.min()) - out
+    return out, mask, has_voi
 
-            arr = apply_color_lut(arr, ds)
-        if arr.ndim == 3 and arr.shape[-1] == 3:
-            # pydicom returns RGB (YBR converted); weights of ITU-R BT.601 luma
-            out = (arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114).astype(np.float32)
-        else:
-            out = arr.astype(np.float32)
-        has_voi = False
-    if out.ndim != 2:
-        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"unexpected pixel array shape {out.shape}")
+
+def _decode_dicom(data: bytes, max_pixels: int, max_bytes: int, mapping: HeaderMap | None) -> Decoded:
+    import pydicom
+
+    _guard_deflated(data, max_bytes)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pydicom raises many types on garbage input
+        raise errors.ScanError(errors.DECODE_ERROR, f"DICOM header: {type(e).__name__}") from e
+    if len(ds) == 0:
+        raise errors.ScanError(errors.DECODE_ERROR, "no DICOM data elements")
+    try:
+        return _decode_dataset(ds, max_pixels, mapping)
+    except errors.ScanError as e:
+        # Messages are built from codes and numbers; scrubbing is the second line of defence.
+        raise errors.ScanError(e.code, privacy.scrub(e.message, privacy.phi_values(ds)) or "") from e
+
+
+def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None) -> Decoded:
+    from pydicom.pixels import apply_color_lut, as_pixel_options, get_decoder
+
+    pixel_keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
+    modality = privacy.safe_code_string(ds.get("Modality"))
+    if pixel_keyword is None:
+        if _is_image_object(ds):
+            raise errors.ScanError(errors.DECODE_ERROR, "image object without pixel data (truncated?)")
+        raise errors.ScanError(errors.NO_PIXELS, _sop_class_name(ds) or modality or "no pixel data")
+    rows, cols = _int_attr(ds, "Rows", 0), _int_attr(ds, "Columns", 0)
+    if not rows or not cols:
+        raise errors.ScanError(errors.DECODE_ERROR, "pixel data without Rows/Columns")
+    frames = max(_int_attr(ds, "NumberOfFrames", 1) or 1, 1)
+    # One frame is decoded (multi-frame policy), so the limit is per frame; the whole file is bounded by max_bytes.
+    check_pixels(rows, cols, 1, max_pixels)
+    index = frames // 2
+    ts = _transfer_syntax(ds)
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as e:
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"no decoder for transfer syntax {_ts_name(ts)}") from e
+    if not decoder.is_available:
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"no decoding plugin installed for {_ts_name(ts)}")
+    dims = _embedded_dimensions(ds, ts, index, frames)
+    if dims is not None and dims[0] * dims[1] > max_pixels:
+        # Rows/Columns passed the limit, so the codestream disagrees with its header: crafted or corrupt.
+        raise errors.ScanError(errors.DECODE_ERROR, f"codestream claims {dims[1]}x{dims[0]}, header {cols}x{rows}")
+    photometric = privacy.safe_code_string(ds.get("PhotometricInterpretation")) or "MONOCHROME2"
+    photometric = photometric.upper()
+    try:
+        arr, props = decoder.as_array(ds, index=index, raw=False, **as_pixel_options(ds))
+    except (MemoryError, errors.ScanError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except NotImplementedError as e:
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"cannot decode {_ts_name(ts)} pixel data") from e
+    except BaseException as e:  # noqa: BLE001 - corrupt data raises assorted errors; the Rust plugins even panic
+        raise errors.ScanError(errors.DECODE_ERROR, f"{_ts_name(ts)} pixel data: {type(e).__name__}") from e
+    out_photometric = str(props.get("photometric_interpretation") or photometric).upper()
+    mask = None
+    has_voi = False
+    if arr.ndim == 2 and out_photometric == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds)
+        out = _luma(arr)
+    elif arr.ndim == 3 and arr.shape[-1] == 3 and out_photometric.startswith("YBR"):
+        out = arr[..., 0].astype(np.float32)  # the decoder left YCbCr: Y is the luma
+    elif arr.ndim == 3 and arr.shape[-1] == 3:
+        out = _luma(arr)
+    elif arr.ndim == 2:
+        out, mask, has_voi = _monochrome(ds, arr, photometric)
+    else:
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"pixel array of shape {tuple(arr.shape)}")
+    out = np.asarray(out, dtype=np.float32)
+    if not np.isfinite(out).all():
+        raise errors.ScanError(errors.DECODE_ERROR, "non-finite pixel values")
+    body_part_raw = ds.get("BodyPartExamined")
+    study_description = ds.get("StudyDescription")  # used for the mapping only, never written out
     meta = {
         "source_format": "dicom",
         "rows": rows,
         "columns": cols,
         "frames": frames,
+        "frame_index": index,
         "photometric": photometric,
+        "transfer_syntax": _ts_name(ts),
         "voi_applied": bool(has_voi),
-        "header_body_part": _safe_str(ds, "BodyPartExamined"),
-        "study_description": _safe_str(ds, "StudyDescription"),
-        "modality": _safe_str(ds, "Modality"),
+        "header_body_part": privacy.safe_code_string(body_part_raw),
+        "header_class": map_header(
+            None if body_part_raw is None else str(body_part_raw),
+            None if study_description is None else str(study_description),
+            mapping,
+        ),
+        "modality": modality,
     }
     return Decoded(pixels=out, meta=meta, mask=mask)
 
 
-def decode_bytes(data: bytes, uri: str = "", max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def decode_dicom(
+    data: bytes,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    header_map: HeaderMap | None = None,
+) -> Decoded:
+    """Decode to display-ready grayscale (see the module docstring for every policy applied)."""
+    with _quiet_pydicom():
+        try:
+            return _decode_dicom(data, max_pixels, max_bytes, header_map)
+        except errors.ScanError:
+            raise
+        except MemoryError as e:
+            raise errors.ScanError(errors.TOO_LARGE, "out of memory while decoding") from e
+        except RecursionError as e:  # absurdly nested sequences
+            raise errors.ScanError(errors.DECODE_ERROR, "DICOM nesting too deep") from e
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - incl. pyo3 PanicException (a BaseException) from the plugins
+            raise errors.ScanError(errors.DECODE_ERROR, f"DICOM: {type(e).__name__}") from e
+
+
+def decode_bytes(
+    data: bytes,
+    uri: str = "",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    header_map: HeaderMap | None = None,
+) -> Decoded:
+    """Bytes of any supported format to :class:`Decoded`; every failure is a :class:`~core.errors.ScanError`."""
     if not data:
         raise errors.ScanError(errors.EMPTY_FILE)
     fmt = sniff_format(data, uri)
     if fmt == "dicom":
-        return decode_dicom(data, max_pixels)
+        return decode_dicom(data, max_pixels, max_bytes=max_bytes, header_map=header_map)
     return decode_raster(data, fmt, max_pixels)
 
 
-def read_image(uri: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    return decode_bytes(read_uri(uri), uri, max_pixels)
+def read_image(
+    uri: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    header_map: HeaderMap | None = None,
+) -> Decoded:
+    return decode_bytes(read_uri(uri, max_bytes), uri, max_pixels, max_bytes=max_bytes, header_map=header_map)

@@ -101,8 +101,10 @@ def empty_labels_table() -> pa.Table:
     return LABELS_SCHEMA.empty_table()
 
 
-def labels_table(rows: Iterable[dict] | dict[str, list]) -> pa.Table:
+def labels_table(rows: Iterable[dict] | dict[str, list] | pa.Table) -> pa.Table:
     """Build a labels table that conforms exactly to LABELS_SCHEMA (missing optional columns become null)."""
+    if isinstance(rows, pa.Table):
+        return rows.select(list(LABEL_COLUMNS)).cast(LABELS_SCHEMA)
     if isinstance(rows, dict):
         cols = rows
         n = len(next(iter(cols.values()))) if cols else 0

@@ -11,6 +11,10 @@ unfrozen at a lower learning rate (BatchNorm stays in inference mode).  Without 
 nothing to preserve, so the whole network trains from the start.
 
 Learning-rate rule (linear scaling, Goyal et al. 2017): ``lr = base_lr × global_batch / 64``.
+
+Checkpoints hold everything a run depends on: weights, best weights, optimizer slots (so Adam continues
+rather than restarts), the dropout RNG state, and the loop state; the input stream is fast-forwarded to the
+same position.  A resumed run therefore takes the same steps an uninterrupted one would have taken.
 """
 
 from __future__ import annotations
@@ -19,23 +23,29 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from core import dataset
+from core import dataset, errors
 from core.augment import AugmentConfig
 from core.metrics import macro_f1_from_confusion
 from core.preprocess import PreprocessConfig
 
 REFERENCE_BATCH = 64
 CHECKPOINT_WEIGHTS = "weights.weights.h5"
-CHECKPOINT_BEST = "best.weights.h5"
+CHECKPOINT_BEST = "best_weights.npz"
+CHECKPOINT_OPTIMIZER = "optimizer.npz"
+CHECKPOINT_MODEL_STATE = "model_state.npz"
 CHECKPOINT_STATE = "state.json"
+VALIDATION_REPORT_DIR = "validation_report"
 
 
 @dataclass
@@ -63,6 +73,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     decode_threads: int = 2
     classes: list[str] | None = None
+    # Pause (checkpoint kept, no bundle) once this epoch is done; continue later with --resume.
+    stop_after_epoch: int | None = None
+    # Test hooks: {"fail_at_epoch": E, "fail_marker": PATH[, "fail_rank": R]} kills worker R mid-epoch E once.
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,18 +128,28 @@ def weights_digest(model) -> int:
     return int.from_bytes(h.digest()[:6], "big")
 
 
+_REDUCERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _allreduce_sum(strategy, value: np.ndarray) -> np.ndarray:
-    """Sum a host array across all workers (identity for a single worker)."""
+    """Sum a host array across all workers (identity for a single worker).
+
+    One ``tf.function`` per strategy, shape-relaxed: building a new one per call retraced (and re-keyed the
+    collectives) every epoch.
+    """
     import tensorflow as tf
 
     if strategy.num_replicas_in_sync == 1:
         return value
+    reduce = _REDUCERS.get(strategy)
+    if reduce is None:
 
-    @tf.function
-    def reduce(t):
-        per_replica = strategy.run(tf.identity, args=(t,))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        @tf.function(reduce_retracing=True)
+        def reduce(t):
+            per_replica = strategy.run(tf.identity, args=(t,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
+        _REDUCERS[strategy] = reduce
     return reduce(tf.constant(value)).numpy()
 
 
@@ -152,9 +175,77 @@ def sync_non_trainable(strategy, model, world: int) -> None:
 
 
 def phase_of(cfg: TrainConfig, epoch: int) -> str:
+    """The phase of 0-based ``epoch``: ``head`` then ``fine_tune`` with pretrained weights, else ``scratch``."""
     if not cfg.pretrained:
         return "scratch"
     return "head" if epoch < cfg.head_epochs else "fine_tune"
+
+
+def _save_arrays(path: str, arrays: list[np.ndarray]) -> None:
+    np.savez(path, *arrays)
+
+
+def _load_arrays(path: str) -> list[np.ndarray]:
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+def _assign_all(variables, values: list[np.ndarray], what: str) -> None:
+    variables = list(variables)
+    if len(variables) != len(values):
+        raise ValueError(f"checkpoint {what} has {len(values)} arrays, the model expects {len(variables)}")
+    for var, val in zip(variables, values, strict=True):
+        if tuple(var.shape) != tuple(val.shape):
+            raise ValueError(f"checkpoint {what}: {var.path} has shape {tuple(var.shape)}, saved {val.shape}")
+        var.assign(val)
+
+
+def _model_state_variables(model) -> list:
+    """Variables outside ``model.weights`` that still shape training: the dropout seed generators."""
+    weight_ids = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weight_ids]
+
+
+def keep_checkpoints(directory: str) -> ReportFn:
+    """A ``report`` callback for runs without Ray: copies each epoch's checkpoint to ``directory/epoch_NNN``.
+
+    Pass ``resume_dir=latest_checkpoint(directory)`` to :func:`run_training` to continue such a run.
+    """
+    os.makedirs(directory, exist_ok=True)
+
+    def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
+        if ckpt_dir:
+            shutil.copytree(ckpt_dir, os.path.join(directory, f"epoch_{int(metrics['epoch']):03d}"))
+
+    return report
+
+
+def latest_checkpoint(directory: str) -> str | None:
+    """The newest checkpoint written by :func:`keep_checkpoints`, or None."""
+    if not os.path.isdir(directory):
+        return None
+    names = sorted(n for n in os.listdir(directory) if n.startswith("epoch_"))
+    return os.path.join(directory, names[-1]) if names else None
+
+
+def _write_validation_report(out: str, metrics: dict[str, Any], rows: list[dict[str, Any]], title: str) -> None:
+    """The same report ``scanlabel evaluate`` writes, for the held-out split, under ``BUNDLE/validation_report``.
+
+    Written after the bundle is published (its files are not part of the hashed set), straight to the
+    bundle directory or uploaded file by file to an object store.
+    """
+    from core import storage
+    from core.evaluation import thumbnail
+    from core.report import write_report
+
+    if not storage.is_remote(out):
+        write_report(os.path.join(out, VALIDATION_REPORT_DIR), metrics, rows, thumbnail=thumbnail, title=title)
+        return
+    with tempfile.TemporaryDirectory(prefix="scanlabel-valreport-") as tmp:
+        write_report(tmp, metrics, rows, thumbnail=thumbnail, title=title)
+        for name in sorted(os.listdir(tmp)):
+            with open(os.path.join(tmp, name), "rb") as f:
+                storage.write_bytes_atomic(storage.join(out, VALIDATION_REPORT_DIR, name), f.read())
 
 
 def run_training(
@@ -168,8 +259,31 @@ def run_training(
 ) -> dict[str, Any]:
     """Train on this worker's shard in lock-step with the others; rank 0 writes the bundle.
 
-    Returns the final summary (history, best epoch, model_id on rank 0).
+    ``report(metrics, checkpoint_dir)`` is called by every worker after every epoch (rank 0 passes a
+    checkpoint directory, which is deleted once ``report`` returns); ``resume_dir`` is such a directory to
+    continue from.  Returns the final summary (history, best epoch, model_id on rank 0; ``paused`` when
+    ``stop_after_epoch`` ended the run before ``epochs``).
     """
+    import keras
+
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        if cfg.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        return _run(cfg, strategy, rank, world, report, resume_dir, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _run(
+    cfg: TrainConfig,
+    strategy,
+    rank: int,
+    world: int,
+    report: ReportFn | None,
+    resume_dir: str | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
@@ -177,8 +291,12 @@ def run_training(
     from core.bundle import save_bundle
 
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    if cfg.xla and world > 1 and not on_gpu:
+        # XLA has no CPU implementation of the cross-worker collectives MultiWorkerMirroredStrategy needs.
+        raise ValueError("xla (jit_compile) with several CPU workers is not supported; use GPUs or one worker")
+    if cfg.mixed_precision and not on_gpu and rank == 0:
+        log("[train] note: mixed_float16 on CPU is correct but emulated and slower; it pays off on GPUs")
 
     table = dataset.read_manifest(cfg.manifest)
     label_map = dataset.load_label_map(cfg.label_map)
@@ -195,9 +313,39 @@ def run_training(
     if rank == 0:
         log(
             f"[train] {len(rows)} labelled rows ({len(train_rows)} train / {len(val_rows)} val), "
-            f"{len(classes)} classes, unmapped={rows.unmapped or 0}; workers={world} global_batch={global_batch} "
-            f"lr={lr:.2e} steps/epoch={steps}"
+            f"{len(classes)} classes, unmapped={sum(rows.unmapped.values())}; workers={world} "
+            f"global_batch={global_batch} lr={lr:.2e} steps/epoch={steps}"
         )
+        if rows.unmapped:
+            log(
+                f"[train] left out {sum(rows.unmapped.values())} rows whose label maps onto no class "
+                f"(label: rows): {dict(sorted(rows.unmapped.items()))}"
+            )
+
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "history": [],
+        "best_f1": -1.0,
+        "best_epoch": -1,
+        "stale": 0,
+        "resumes": [],
+        "optimizer_phase": None,
+        "classes": classes,
+        "backbone": cfg.backbone,
+        "image_size": size,
+        "world": world,
+    }
+    if resume_dir:
+        with open(os.path.join(resume_dir, CHECKPOINT_STATE)) as f:
+            state = {**state, **json.load(f)}
+        for key, mine in (("classes", classes), ("backbone", cfg.backbone), ("image_size", size)):
+            if state[key] != mine:
+                raise ValueError(f"cannot resume: checkpoint has {key}={state[key]!r}, this run {mine!r}")
+        if state["world"] != world and rank == 0:
+            log(f"[train] note: resuming with {world} workers, checkpoint had {state['world']}: data order differs")
+        state["resumes"].append({"epoch": int(state["epoch"]), "workers": world})
+        state["world"] = world
+    start_epoch = int(state["epoch"])
 
     my_train = dataset.shard(train_rows, rank, world)
     my_val = dataset.shard(val_rows, rank, world)
@@ -209,30 +357,35 @@ def run_training(
         AugmentConfig() if cfg.augment else None,
         weights_vec,
         parallel=cfg.decode_threads,
+        skip_examples=start_epoch * steps * cfg.batch_size,
     )
-    val_x, val_y, val_failures = dataset.decode_all(my_val, pre, cfg.decode_threads)
+    val_x, val_y, val_kept, val_codes = dataset.decode_indexed(my_val, pre, cfg.decode_threads)
 
     with strategy.scope():
         model, base = backbones.build_classifier(cfg.backbone, classes, cfg.weights, size)
 
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best_f1": -1.0, "best_epoch": -1, "stale": 0}
     best_weights: list[np.ndarray] | None = None
+    saved_optimizer: list[np.ndarray] | None = None
     if resume_dir:
-        with open(os.path.join(resume_dir, CHECKPOINT_STATE)) as f:
-            state = json.load(f)
         model.load_weights(os.path.join(resume_dir, CHECKPOINT_WEIGHTS))
-        best_path = os.path.join(resume_dir, CHECKPOINT_BEST)
-        if os.path.exists(best_path):
-            current = [w.numpy() for w in model.weights]
-            model.load_weights(best_path)
-            best_weights = [w.numpy() for w in model.weights]
-            for var, val in zip(model.weights, current, strict=True):
-                var.assign(val)
+        for name, target in ((CHECKPOINT_BEST, "best"), (CHECKPOINT_OPTIMIZER, "opt"), (CHECKPOINT_MODEL_STATE, "rng")):
+            path = os.path.join(resume_dir, name)
+            if not os.path.exists(path):
+                continue
+            arrays = _load_arrays(path)
+            if target == "best":
+                best_weights = arrays
+            elif target == "opt":
+                saved_optimizer = arrays
+            else:
+                _assign_all(_model_state_variables(model), arrays, "model state")
         if rank == 0:
-            log(f"[train] resumed from checkpoint at epoch {state['epoch']}")
+            log(
+                f"[train] resumed from checkpoint at epoch {start_epoch}"
+                f" (optimizer state {'restored' if saved_optimizer is not None else 'absent'})"
+            )
 
     n_classes = len(classes)
-    step_fns: dict[str, Any] = {}
 
     def make_phase(phase: str):
         if phase == "head":
@@ -272,45 +425,61 @@ def run_training(
                 strategy.reduce(tf.distribute.ReduceOp.SUM, cm, axis=None),
             )
 
-        return train_step, variables
+        return train_step, opt
 
     @tf.function(reduce_retracing=True)
     def predict_batch(x):
         return model(x, training=False)
 
-    def evaluate() -> tuple[float, np.ndarray]:
-        cm = np.zeros((n_classes, n_classes), np.int64)
-        loss_sum = 0.0
+    def predict_all(x_all: np.ndarray) -> np.ndarray:
         eb = cfg.batch_size
-        for start in range(0, len(val_x), eb):
-            xb = val_x[start : start + eb]
+        out = np.zeros((len(x_all), n_classes), np.float64)
+        for start in range(0, len(x_all), eb):
+            xb = x_all[start : start + eb]
             n = len(xb)
             if n < eb:  # fixed shape: pad so the function never retraces
                 xb = np.concatenate([xb, np.zeros((eb - n, *xb.shape[1:]), xb.dtype)])
-            probs = predict_batch(tf.constant(xb)).numpy()[:n]
-            yb = val_y[start : start + n]
-            loss_sum += float(-np.log(np.clip(probs[np.arange(n), yb], 1e-7, 1.0)).sum())
-            np.add.at(cm, (yb, probs.argmax(1)), 1)
+            out[start : start + n] = predict_batch(tf.constant(xb)).numpy()[:n]
+        return out
+
+    def evaluate() -> tuple[float, np.ndarray]:
+        probs = predict_all(val_x)
+        cm = np.zeros((n_classes, n_classes), np.int64)
+        n = len(val_y)
+        loss_sum = float(-np.log(np.clip(probs[np.arange(n), val_y], 1e-7, 1.0)).sum()) if n else 0.0
+        if n:
+            np.add.at(cm, (val_y, probs.argmax(1)), 1)
         totals = _allreduce_sum(strategy, np.concatenate([cm.ravel(), [loss_sum * 1000.0]]).astype(np.float64))
         cm = totals[:-1].reshape(n_classes, n_classes).astype(np.int64)
         n_val = max(cm.sum(), 1)
         return float(totals[-1] / 1000.0 / n_val), cm
 
+    fail_at = cfg.extra.get("fail_at_epoch")
+    fail_marker = cfg.extra.get("fail_marker")
+    fail_rank = int(cfg.extra.get("fail_rank", world - 1))
+
     iterator = iter(train_ds)
     current_phase = None
-    train_step = None
-    start_epoch = int(state["epoch"])
-    stopped_early = False
+    train_step = opt = None
+    stopped_early = paused = False
     for epoch in range(start_epoch, cfg.epochs):
         phase = phase_of(cfg, epoch)
         if phase != current_phase:
-            train_step, _ = make_phase(phase)
-            step_fns[phase] = train_step
+            train_step, opt = make_phase(phase)
+            if saved_optimizer is not None and state["optimizer_phase"] == phase:
+                _assign_all(opt.variables, saved_optimizer, "optimizer state")
+            saved_optimizer = None
             current_phase = phase
         t0 = time.perf_counter()
         loss_total = 0.0
         train_cm = np.zeros((n_classes, n_classes), np.int64)
-        for _ in range(steps):
+        for step in range(steps):
+            if fail_at == epoch + 1 and step == min(1, steps - 1) and rank == fail_rank and fail_marker:
+                if not os.path.exists(fail_marker):  # once: the restarted worker must get through
+                    with open(fail_marker, "w") as f:
+                        f.write(f"rank {rank} exited in epoch {epoch + 1}\n")
+                    log(f"[train] test hook: rank {rank} exits mid-epoch {epoch + 1}")
+                    os._exit(1)
             x, y, w = next(iterator)
             loss, cm = train_step(x, y, w)
             loss_total += float(loss)
@@ -332,37 +501,55 @@ def run_training(
         }
         state["history"].append(record)
         state["epoch"] = epoch + 1
-        improved = val_f1 > state["best_f1"] + 1e-9
-        if improved:
+        state["optimizer_phase"] = phase
+        if val_f1 > state["best_f1"] + 1e-9:
             state["best_f1"], state["best_epoch"], state["stale"] = val_f1, epoch + 1, 0
             best_weights = [w.numpy() for w in model.weights]
         else:
             state["stale"] += 1
+        stopped_early = state["stale"] >= cfg.patience and epoch + 1 < cfg.epochs
+        paused = (
+            not stopped_early
+            and cfg.stop_after_epoch is not None
+            and epoch + 1 >= cfg.stop_after_epoch
+            and epoch + 1 < cfg.epochs
+        )
         if rank == 0:
             log(
                 f"[train] epoch {epoch + 1}/{cfg.epochs} {phase:9s} loss={record['train_loss']:.4f} "
                 f"train_f1={record['train_macro_f1']:.3f} val_loss={val_loss:.4f} val_macro_f1={val_f1:.3f} "
                 f"{record['images_per_s']:.1f} img/s"
             )
-        ckpt_dir = None
-        if rank == 0 and report is not None:
-            ckpt_dir = tempfile.mkdtemp(prefix="scanlabel-ckpt-")
-            model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_WEIGHTS))
-            if best_weights is not None:
-                current = [w.numpy() for w in model.weights]
-                for var, val in zip(model.weights, best_weights, strict=True):
-                    var.assign(val)
-                model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_BEST))
-                for var, val in zip(model.weights, current, strict=True):
-                    var.assign(val)
-            with open(os.path.join(ckpt_dir, CHECKPOINT_STATE), "w") as f:
-                json.dump(state, f)
         if report is not None:
-            report(dict(record), ckpt_dir)
-        if state["stale"] >= cfg.patience:
-            stopped_early = True
+            ckpt_dir = None
+            if rank == 0:
+                ckpt_dir = tempfile.mkdtemp(prefix="scanlabel-ckpt-")
+                model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_WEIGHTS))
+                if best_weights is not None:
+                    _save_arrays(os.path.join(ckpt_dir, CHECKPOINT_BEST), best_weights)
+                _save_arrays(os.path.join(ckpt_dir, CHECKPOINT_OPTIMIZER), [v.numpy() for v in opt.variables])
+                _save_arrays(
+                    os.path.join(ckpt_dir, CHECKPOINT_MODEL_STATE), [v.numpy() for v in _model_state_variables(model)]
+                )
+                with open(os.path.join(ckpt_dir, CHECKPOINT_STATE), "w") as f:
+                    json.dump(state, f)
+            done = stopped_early or paused or epoch + 1 == cfg.epochs
+            status = "paused" if paused else ("final" if done else "running")
+            try:
+                report({**record, "status": status}, ckpt_dir)
+            finally:
+                if ckpt_dir:
+                    shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if stopped_early:
             if rank == 0:
                 log(f"[train] early stop: no val macro-F1 gain for {cfg.patience} epochs")
+            break
+        if paused:
+            if rank == 0:
+                log(
+                    f"[train] paused after epoch {epoch + 1}/{cfg.epochs} (stop_after_epoch): the checkpoint is "
+                    "kept; continue with --resume"
+                )
             break
 
     summary: dict[str, Any] = {
@@ -370,11 +557,15 @@ def run_training(
         "best_epoch": state["best_epoch"],
         "best_val_macro_f1": state["best_f1"],
         "stopped_early": stopped_early,
+        "paused": paused,
+        "resumes": state["resumes"],
         "classes": classes,
+        "unmapped_labels": rows.unmapped,
     }
+    if paused:
+        return summary
     if best_weights is not None:
-        for var, val in zip(model.weights, best_weights, strict=True):
-            var.assign(val)
+        _assign_all(model.weights, best_weights, "best weights")
     # Data parallelism is only correct if every replica ends with the same weights: check, record, and refuse
     # to publish a bundle otherwise.
     mine = np.zeros(world, np.float64)
@@ -383,22 +574,67 @@ def run_training(
     summary["replica_weight_digests"] = digests
     if len(set(digests)) != 1:
         raise RuntimeError(f"replicas diverged: weight digests {digests}")
+
+    # Held-out predictions of the published (best) weights: each worker fills the rows of its shard, one sum
+    # gathers them on every worker, rank 0 writes the report.  Error codes travel as 1-based indices.
+    n_val = len(val_rows)
+    gathered = np.zeros((n_val, n_classes + 1), np.float64)
+    my_index = np.arange(rank, n_val, world)
+    if len(val_kept):
+        gathered[my_index[val_kept], :n_classes] = predict_all(val_x)
+    for i, code in enumerate(val_codes):
+        if code:
+            gathered[my_index[i], n_classes] = errors.ALL_CODES.index(code) + 1
+    gathered = _allreduce_sum(strategy, gathered.ravel()).reshape(n_val, n_classes + 1)
+
     if rank == 0:
+        from core.metrics import compute_metrics
+
+        report_rows = []
+        for i in range(n_val):
+            code_idx = int(round(gathered[i, n_classes]))
+            probs = gathered[i, :n_classes]
+            pred = None if code_idx else classes[int(probs.argmax())]
+            report_rows.append(
+                {
+                    "image_id": val_rows.image_ids[i],
+                    "uri": val_rows.uris[i],
+                    "true": classes[val_rows.labels[i]],
+                    "pred": pred,
+                    "confidence": None if code_idx else float(probs.max()),
+                    "status": "error" if code_idx else "ok",
+                    "error": errors.ALL_CODES[code_idx - 1] if code_idx else None,
+                }
+            )
+        failed = [r["error"] for r in report_rows if r["error"]]
+        val_metrics = compute_metrics([r["true"] for r in report_rows], [r["pred"] for r in report_rows], classes)
         training_info = {
             "backbone": cfg.backbone,
             "weights_source": cfg.weights if cfg.pretrained else "none",
             "manifest": cfg.manifest,
             "manifest_sha256": _fingerprint(cfg.manifest),
+            "label_map": cfg.label_map,
             "class_counts": {"train": train_rows.class_counts(), "val": val_rows.class_counts()},
             "unmapped_labels": rows.unmapped,
-            "val_decode_failures": val_failures,
-            "hyperparameters": {**cfg.to_dict(), "global_batch": global_batch, "lr": lr, "workers": world},
+            "val_decode_failures": {c: failed.count(c) for c in sorted(set(failed))},
+            "validation": {k: val_metrics[k] for k in ("n", "n_unlabeled", "accuracy", "macro_f1")},
+            "hyperparameters": {
+                **cfg.to_dict(),
+                "image_size": size,
+                "global_batch": global_batch,
+                "lr": lr,
+                "workers": world,
+                "steps_per_epoch": steps,
+            },
             "history": state["history"],
             "best_epoch": state["best_epoch"],
             "best_val_macro_f1": state["best_f1"],
+            "stopped_early": stopped_early,
+            "resumes": state["resumes"],
             "versions": package_versions(),
             "replica_weight_digests": digests,
             "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "method": "sha256(seed:image_id)"},
+            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         extra = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -410,9 +646,19 @@ def run_training(
                 extra["training_curves.png"] = curves
             except ImportError:
                 pass
-            if cfg.mixed_precision:
-                keras.mixed_precision.set_global_policy("float32")
+            # The saved model must not carry the mixed-precision policy into float32 inference.
+            keras.mixed_precision.set_global_policy("float32")
             summary["model_id"] = save_bundle(cfg.out, model, classes, pre, training_info, extra)
+        val_metrics.update(
+            {"model_id": summary["model_id"], "split": "validation", "manifest": cfg.manifest, "bundle": cfg.out}
+        )
+        _write_validation_report(
+            cfg.out, val_metrics, report_rows, f"scanlabel validation split — {summary['model_id']}"
+        )
         summary["bundle"] = cfg.out
-        log(f"[train] bundle written to {cfg.out} (model_id={summary['model_id']})")
+        summary["validation"] = training_info["validation"]
+        log(
+            f"[train] bundle written to {cfg.out} (model_id={summary['model_id']}; validation accuracy "
+            f"{val_metrics['accuracy']:.3f}, macro-F1 {val_metrics['macro_f1']:.3f})"
+        )
     return summary

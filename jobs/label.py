@@ -26,15 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-actors", type=int, default=None)
     p.add_argument("--gpus-per-actor", type=float, default=None, help="default 1 when the cluster has GPUs")
     p.add_argument("--cpus-per-actor", type=float, default=1.0)
+    p.add_argument("--tf-threads", type=int, default=None, help="TF threads per model actor (default: its CPUs)")
     p.add_argument("--rows-per-file", type=int, default=10_000)
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
 
 
 def run(args: argparse.Namespace) -> int:
     from cluster.label import LabelOptions, run_label
-    from cluster.runtime import ensure_ray
 
-    ensure_ray(args.address)
     run_label(
         LabelOptions(
             manifest=args.manifest,
@@ -47,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_actor=args.gpus_per_actor,
             cpus_per_actor=args.cpus_per_actor,
             rows_per_file=args.rows_per_file,
+            tf_threads=args.tf_threads,
+            address=args.address,
         )
     )
     return 0

@@ -7,9 +7,33 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
 import pytest  # noqa: E402
 
 TEST_IMAGE_SIZE = 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# A real S3-compatible server (moto) on loopback for the S3 tests.  Its address goes into the environment now,
+# before Ray starts, so every Ray worker inherits it; the server itself starts only if an S3 test runs.
+S3_PORT = free_port()
+S3_ENV = {
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+os.environ.update(S3_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +45,7 @@ def ray_session():
 
     ray.init(
         num_cpus=4,
-        include_dashboard=False,
+        include_dashboard=True,  # the state API (actor pids for the kill tests) lives in the dashboard
         runtime_env={"env_vars": {**QUIET_ENV, "PYTHONPATH": os.getcwd()}},
         log_to_driver=True,
     )
@@ -60,3 +84,25 @@ def tiny_bundle(tmp_path_factory):
         {"backbone": "mobilenet_v3_small", "note": "untrained test bundle"},
     )
     return str(out), model_id
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback, started by pid and ended by pid."""
+    moto = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    proc = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(S3_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", S3_PORT), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise RuntimeError("moto_server did not start")
+    yield S3_ENV["AWS_ENDPOINT_URL"]
+    proc.terminate()
+    proc.wait(timeout=10)

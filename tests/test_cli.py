@@ -23,8 +23,9 @@ def test_sample_label_evaluate_contract(ray_session, tiny_bundle, tmp_path, caps
     assert {"uri", "image_id", "label"} <= set(table.column_names) and table.num_rows == 21
     assert all(os.path.isabs(u) for u in table.column("uri").to_pylist())
 
-    assert main(["label", "--manifest", str(manifest), "--model", bundle, "--out", str(labels),
-                 "--batch-size", "8"]) == 0
+    assert (
+        main(["label", "--manifest", str(manifest), "--model", bundle, "--out", str(labels), "--batch-size", "8"]) == 0
+    )
     assert main(["evaluate", "--labels", str(labels), "--manifest", str(manifest), "--out", str(report)]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] == 21 and metrics["model_id"] == model_id
@@ -49,6 +50,7 @@ def test_bad_manifest_is_refused_before_any_work(tiny_bundle, tmp_path, capsys):
 
 def test_jobs_run_as_modules():
     for name in ("sample", "train", "label", "evaluate", "demo"):
-        r = subprocess.run([sys.executable, "-m", f"jobs.{name}", "--help"], capture_output=True, text=True,
-                           timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", f"jobs.{name}", "--help"], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0 and "usage" in r.stdout, (name, r.stderr[-500:])
