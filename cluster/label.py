@@ -2,8 +2,9 @@
 
 Streaming end to end: only the blocks in flight hold images.  Decode runs as plain CPU tasks (kept out of the
 model actors: Ray Data would otherwise fuse them, serialising decode behind the model); each model actor loads
-the bundle once, pins exactly one GPU when the cluster has GPUs, and runs fixed-shape batches.  The driver commits results as whole part files, so a killed run loses at most its
-uncommitted tail, which the next run (resume is the default) picks up again.  Nothing is done before the manifest and bundle are checked.
+the bundle once, pins exactly one GPU when the cluster has GPUs, and runs fixed-shape batches.  The driver
+commits results as whole part files, so a killed run loses at most its uncommitted tail, which the next run
+(resume is the default) picks up again.  Nothing is done before the manifest and bundle are checked.
 """
 
 from __future__ import annotations

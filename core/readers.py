@@ -128,7 +128,7 @@ def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str]) -> byte
         if e.errno in (40, 36):  # ELOOP, ENAMETOOLONG: the path cannot name a file
             raise errors.ScanError(errors.NOT_FOUND, "unresolvable path") from e
         raise errors.ScanError(errors.IO_ERROR, type(e).__name__) from e
-    with os.fdopen(fd, "rb", closefd=True) as f:
+    try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "is a directory")
@@ -138,6 +138,10 @@ def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str]) -> byte
             access.verify_open_file(fd, allowed_roots)
         if st.st_size > max_bytes:
             raise errors.ScanError(errors.TOO_LARGE, f"file of {st.st_size} bytes exceeds {max_bytes}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", closefd=True) as f:
         try:
             data = f.read(max_bytes + 1)
         except PermissionError as e:
