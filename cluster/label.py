@@ -20,9 +20,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from core import labels_store, schema, storage
+from core import access, labels_store, schema, storage
 from core.bundle import load_bundle
 from core.dataset import read_manifest
+from core.errors import ManifestError
+from core.header_map import load_header_map
 from core.labeling import BatchClassifier, decode_batch
 
 log_ = logging.getLogger("scanlabel.label")
@@ -46,6 +48,12 @@ class LabelOptions:
     rows_per_block: int | None = None
     progress_every_s: float = 10.0
     address: str | None = None
+    allowed_roots: tuple[str, ...] = ()
+    max_pixels: int | None = None
+    max_bytes: int | None = None
+    header_map: str | None = None
+    keep_columns: tuple[str, ...] = ()
+    max_error_rate: float | None = None
 
 
 @dataclass
@@ -65,6 +73,12 @@ class LabelSummary:
     images_per_s: float = 0.0
     compacted: int = 0
     files: list[str] = field(default_factory=list)
+    header_disagreements: int = 0
+    header_disagreement_examples: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def error_rate(self) -> float:
+        return self.failed / self.done if self.done else 0.0
 
     def lines(self) -> list[str]:
         return [
@@ -73,6 +87,8 @@ class LabelSummary:
             f"already_labelled={self.already_ok} kept_permanent_errors={self.carried_errors}",
             f"[label] per label: {json.dumps(dict(sorted(self.per_label.items())))}",
             f"[label] errors by code: {json.dumps(dict(sorted(self.errors.items())))}",
+            f"[label] DICOM header disagrees with the pixels for {self.header_disagreements} image(s)"
+            + (f", e.g. {json.dumps(self.header_disagreement_examples[:5])}" if self.header_disagreements else ""),
             f"[label] {self.images_per_s:.1f} images/s over {self.seconds:.1f} s",
         ]
 
@@ -87,19 +103,29 @@ class ModelActor:
 
         limit_tf_threads(threads)
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        node = ray.get_runtime_context().get_node_id()[:12]
         self.classifier = BatchClassifier(load_bundle(bundle_path), batch_size)
         print(
-            f"[label] model actor pid={os.getpid()} gpu_ids={gpu_ids} "
-            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')} tf_threads={threads}",
+            f"[label] model actor pid={os.getpid()} node={node} gpu_ids={','.join(gpu_ids) or '-'} "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} tf_threads={threads}",
             flush=True,
         )
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
-        return self.classifier.label_batch(batch)
+        table = self.classifier.label_batch(batch)
+        for name in [k for k in batch if k.startswith(KEEP_PREFIX)]:
+            table = table.append_column(name[len(KEEP_PREFIX) :], pa.array(list(batch[name])))
+        return table
 
 
-def _decode(batch: dict[str, Any], cfg) -> dict[str, Any]:
-    return decode_batch(batch, cfg)
+KEEP_PREFIX = "keep__"
+
+
+def _decode(batch: dict[str, Any], cfg, keep: tuple[str, ...], **checks) -> dict[str, Any]:
+    out = decode_batch(batch, cfg, **checks)
+    for name in keep:  # only the manifest columns the user listed travel to the output
+        out[KEEP_PREFIX + name] = batch[name]
+    return out
 
 
 @dataclass
@@ -110,19 +136,28 @@ class Prepared:
     manifest: pa.Table
     plan: labels_store.Plan
     compacted: int
+    header_map: dict[str, str]
+    keep_schema: pa.Schema
 
 
 def prepare(opts: LabelOptions) -> Prepared:
+    access.validate_roots(opts.allowed_roots)  # a mistyped root must fail the job, not every row
+    mapping = load_header_map(opts.header_map)
     bundle = load_bundle(opts.model)
     table = schema.validate_manifest(read_manifest(opts.manifest))
-    manifest = table.select([schema.URI, schema.IMAGE_ID])
+    missing = [c for c in opts.keep_columns if c not in table.column_names]
+    if missing:
+        raise ManifestError(f"--keep-columns {missing} are not in the manifest (it has {table.column_names})")
+    keep_schema = pa.schema([table.schema.field(c) for c in opts.keep_columns])
+    schema.labels_schema(keep_schema)  # refuses names that collide with label columns
+    manifest = table.select([schema.URI, schema.IMAGE_ID, *opts.keep_columns])
     compacted = 0
     if storage.exists(opts.out):
         labels_store.remove_stale_temporaries(opts.out)
         compacted = labels_store.compact(opts.out)
     existing = labels_store.existing_keys(opts.out)
     plan = labels_store.plan(manifest, existing, bundle.model_id, relabel=opts.relabel, retry_errors=opts.retry_errors)
-    return Prepared(bundle, manifest, plan, compacted)
+    return Prepared(bundle, manifest, plan, compacted, mapping, keep_schema)
 
 
 def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
@@ -136,7 +171,7 @@ def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
     return max(1, cpus // 2)  # on CPU clusters, leave half the cores to decode
 
 
-def build_dataset(opts: LabelOptions, todo: pa.Table, bundle):
+def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[str, str] | None = None):
     """The Ray Data pipeline over the rows to do (lazy: nothing runs until it is iterated)."""
     import ray
 
@@ -152,7 +187,14 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle):
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         _decode,
-        fn_kwargs={"cfg": bundle.preprocess},
+        fn_kwargs={
+            "cfg": bundle.preprocess,
+            "keep": tuple(opts.keep_columns),
+            "allowed_roots": tuple(opts.allowed_roots),
+            "max_pixels": opts.max_pixels,
+            "header_map": header_map,
+            **({"max_bytes": opts.max_bytes} if opts.max_bytes else {}),
+        },
         batch_size=bs,
         batch_format="numpy",
         num_cpus=opts.decode_cpus,
@@ -192,16 +234,18 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
     from cluster.runtime import ensure_ray
 
     ensure_ray(opts.address)
-    ds, n_actors, gpus_per_actor = build_dataset(opts, plan.todo, bundle)
+    ds, n_actors, gpus_per_actor = build_dataset(opts, plan.todo, bundle, prep.header_map)
     log(f"[label] {n_actors} model actor(s), {gpus_per_actor} GPU each, batch {opts.batch_size}")
-    writer = labels_store.PartWriter(opts.out, uuid.uuid4().hex[:12], opts.rows_per_file)
+    writer = labels_store.PartWriter(
+        opts.out, uuid.uuid4().hex[:12], opts.rows_per_file, schema.labels_schema(prep.keep_schema)
+    )
     per_label: Counter = Counter()
     errs: Counter = Counter()
     t0 = last = time.perf_counter()
     first_result = None
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         first_result = first_result or time.perf_counter()
-        batch = schema.labels_table(batch)
+        batch = schema.labels_table(batch, prep.keep_schema)
         writer.add(batch)
         status = batch.column("status").to_pylist()
         summary.done += batch.num_rows
@@ -210,6 +254,7 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
         summary.skipped += status.count(schema.STATUS_SKIPPED)
         per_label.update(x for x in batch.column(schema.LABEL).to_pylist() if x)
         errs.update(x for x in batch.column("error").to_pylist() if x)
+        _count_disagreements(summary, batch)
         now = time.perf_counter()
         if now - last >= opts.progress_every_s:
             last = now
@@ -225,7 +270,32 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
     _write_run_summary(opts.out, writer.run_id, summary)
     for line in summary.lines():
         log(line)
+    if opts.max_error_rate is not None and summary.error_rate > opts.max_error_rate:
+        raise ErrorRateExceeded(
+            f"{summary.failed} of {summary.done} rows failed ({summary.error_rate:.1%} > --max-error-rate "
+            f"{opts.max_error_rate:.1%}); the labels that succeeded were written to {opts.out}, errors by code: "
+            f"{json.dumps(summary.errors)}"
+        )
     return summary
+
+
+class ErrorRateExceeded(RuntimeError):
+    """More rows failed than the run allows: a nightly job must not silently label garbage."""
+
+
+def _count_disagreements(summary: LabelSummary, batch: pa.Table) -> None:
+    agrees = batch.column("header_agrees").to_pylist()
+    for i, a in enumerate(agrees):
+        if a is False:
+            summary.header_disagreements += 1
+            if len(summary.header_disagreement_examples) < 20:
+                summary.header_disagreement_examples.append(
+                    {
+                        "image_id": batch.column(schema.IMAGE_ID)[i].as_py(),
+                        "header": batch.column("header_class")[i].as_py(),
+                        "pixels": batch.column(schema.LABEL)[i].as_py(),
+                    }
+                )
 
 
 def _write_run_summary(out: str, run_id: str, summary: LabelSummary) -> None:

@@ -16,9 +16,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
     address = address or os.environ.get("RAY_ADDRESS")
     runtime_env = {"env_vars": dict(QUIET_ENV)}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        # A submitted job already has its runtime env (working_dir, env_vars): adding one here would conflict.
+        ray.init(address=address, log_to_driver=True)
     else:
         ray.init(
+            address="local",  # always a fresh embedded Ray: never a stale /tmp/ray/ray_current_cluster
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             runtime_env=runtime_env,

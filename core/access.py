@@ -78,6 +78,19 @@ def _under_remote(segments: Sequence[str], prefix: Sequence[str]) -> bool:
     return len(segments) >= len(prefix) and tuple(segments[: len(prefix)]) == tuple(prefix)
 
 
+def validate_roots(allowed_roots: Sequence[str]) -> tuple[str, ...]:
+    """Check ``--allowed-root`` values once, before any work: a typo must fail the job, not turn every row
+    into a permanent ``outside_allowed_root`` error.  Local roots must be existing directories."""
+    roots = tuple(str(r) for r in allowed_roots)
+    for root in roots:
+        if not root.strip():
+            raise ValueError("an allowed root is empty")
+        kind, resolved = _canonical_root(root)  # raises ValueError for a root climbing above its bucket
+        if kind == "local" and not os.path.isdir(str(resolved)):
+            raise ValueError(f"allowed root {root!r} is not an existing directory")
+    return roots
+
+
 def is_allowed(uri: str, allowed_roots: Sequence[str]) -> bool:
     """Whether ``uri`` lies under at least one of ``allowed_roots`` (always True when there are none)."""
     if not allowed_roots:
@@ -116,9 +129,9 @@ def verify_open_file(fd: int, allowed_roots: Sequence[str]) -> None:
     Closes the window between :func:`check_allowed` and ``open`` in which a path component could be swapped
     for a symlink.  Where ``/proc`` is unavailable the pre-open check stands alone.
     """
-    local_roots = [root for kind, root in (_canonical_root(str(r)) for r in allowed_roots) if kind == "local"]
     if not allowed_roots:
         return
+    local_roots = [root for kind, root in (_canonical_root(str(r)) for r in allowed_roots) if kind == "local"]
     try:
         path = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:

@@ -40,7 +40,7 @@ def decode_batch(
     are codes and numbers only: no header value and no library exception message (which may quote one).
     """
     limit = cfg.max_pixels if max_pixels is None else int(max_pixels)
-    roots = tuple(str(r) for r in allowed_roots)
+    roots = access.validate_roots(allowed_roots)  # a misconfigured root fails the task, not every row
     uris = [str(u) for u in batch[schema.URI]]
     n = len(uris)
     pixels = np.zeros((n, *cfg.shape), dtype=np.float32)
@@ -55,7 +55,7 @@ def decode_batch(
             access.check_allowed(uri, roots)
             data = readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots)
             decoded = readers.decode_bytes(data, uri, limit, max_bytes=max_bytes, header_map=header_map)
-            pixels[i] = preprocess_pixels(decoded, cfg)  # what preprocess_file does, minus the second read
+            pixels[i] = preprocess_pixels(decoded, cfg)  # the same steps as preprocess_file, plus the checks
             ok[i] = True
             fmt[i] = decoded.meta.get("source_format")
             header[i] = decoded.meta.get("header_body_part")

@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from core import errors, schema, storage
+from core.schema import LABELS_SCHEMA
 
 KEY_COLUMNS = [schema.IMAGE_ID, "model_id", "status", "error", "labeled_at"]
 
@@ -85,8 +86,11 @@ def _table_bytes(table: pa.Table) -> bytes:
 class PartWriter:
     """Buffers label rows and commits them as whole Parquet part files."""
 
-    def __init__(self, out: str, run_id: str | None = None, rows_per_file: int = 10_000) -> None:
+    def __init__(
+        self, out: str, run_id: str | None = None, rows_per_file: int = 10_000, schema: pa.Schema | None = None
+    ) -> None:
         self.out = str(out)
+        self.schema = schema or LABELS_SCHEMA
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.rows_per_file = rows_per_file
         self._buffer: list[pa.Table] = []
@@ -105,7 +109,7 @@ class PartWriter:
     def flush(self) -> None:
         if not self._buffered:
             return
-        table = pa.concat_tables(self._buffer).cast(schema.LABELS_SCHEMA)
+        table = pa.concat_tables(self._buffer).cast(self.schema)
         name = f"part-{self.run_id}-{self._seq:05d}.parquet"
         storage.write_bytes_atomic(storage.join(self.out, name), _table_bytes(table))
         self._seq += 1

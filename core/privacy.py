@@ -58,32 +58,35 @@ def safe_code_string(value: Any) -> str | None:
 def phi_values(ds: Any) -> list[str]:
     """Every non-trivial string value of a PHI attribute in ``ds`` (person names also split into components),
     longest first so that :func:`scrub` replaces a full name before its parts."""
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence
+
     values: set[str] = set()
 
     def add(v: Any) -> None:
-        text = str(v).strip()
-        if len(text) >= 3:
+        if isinstance(v, Sequence):
+            for item in v:
+                for sub in item.iterall():
+                    add(sub.value)
+            return
+        if isinstance(v, MultiValue | list | tuple):
+            for item in v:
+                add(item)
+            return
+        if v is None or isinstance(v, bytes):
+            return
+        text = str(v).strip()  # PersonName included: str() is the full "Family^Given" form
+        if len(text) >= 4:
             values.add(text)
             for part in re.split(r"[\^=\\]+", text):
-                if len(part.strip()) >= 3:
+                if len(part.strip()) >= 4:
                     values.add(part.strip())
 
     for kw in PHI_KEYWORDS:
         try:
-            elem = ds.get(kw)
-        except Exception:  # noqa: BLE001 - an unparseable value is still a value we must not echo
+            add(ds.get(kw))
+        except Exception:  # noqa: BLE001 - an unparseable value is skipped; messages never quote values anyway
             continue
-        if elem is None:
-            continue
-        if hasattr(elem, "__iter__") and not isinstance(elem, str | bytes):
-            for item in elem:
-                if hasattr(item, "iterall"):
-                    for sub in item.iterall():
-                        add(sub.value)
-                else:
-                    add(item)
-        else:
-            add(elem)
     return sorted(values, key=len, reverse=True)
 
 

@@ -415,12 +415,15 @@ def _ts_name(ts) -> str:
 
 
 def _is_image_object(ds) -> bool:
-    from pydicom.uid import UID
+    """Whether missing pixel data means a broken file (an image) rather than a non-image object (skip).
 
-    if "Rows" in ds or "Columns" in ds or "BitsAllocated" in ds:
-        return True
-    sop = ds.get("SOPClassUID")
-    return bool(sop) and "Image Storage" in UID(str(sop)).name
+    The SOP class decides when it is a registered one (an RT Dose with only DVHs legitimately has no pixels);
+    otherwise the presence of Image Pixel module attributes does.
+    """
+    name = _sop_class_name(ds)
+    if name:
+        return "Image Storage" in name
+    return "Rows" in ds or "Columns" in ds or "BitsAllocated" in ds
 
 
 def _sop_class_name(ds) -> str | None:
@@ -505,6 +508,13 @@ def _decode_dicom(data: bytes, max_pixels: int, max_bytes: int, mapping: HeaderM
         raise errors.ScanError(errors.DECODE_ERROR, f"DICOM header: {type(e).__name__}") from e
     if len(ds) == 0:
         raise errors.ScanError(errors.DECODE_ERROR, "no DICOM data elements")
+    if (
+        data[128:132] != b"DICM"
+        and "SOPClassUID" not in ds
+        and not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+    ):
+        # A forced parse of bytes that merely start like a data element: don't let garbage pass as a skip.
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "not a DICOM object (no preamble, no SOP class)")
     try:
         return _decode_dataset(ds, max_pixels, mapping)
     except errors.ScanError as e:

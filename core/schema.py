@@ -47,7 +47,8 @@ LABELS_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         pa.field("error_detail", pa.string()),
         pa.field("source_format", pa.string()),
-        pa.field("header_body_part", pa.string()),
+        pa.field("header_body_part", pa.string()),  # raw DICOM BodyPartExamined (a code string, not PHI)
+        pa.field("header_class", pa.string()),  # that header mapped onto the model's classes (core/header_map.py)
         pa.field("header_agrees", pa.bool_()),
         pa.field("model_id", pa.string(), nullable=False),
         pa.field("labeled_at", pa.timestamp("us", tz="UTC"), nullable=False),
@@ -101,10 +102,21 @@ def empty_labels_table() -> pa.Table:
     return LABELS_SCHEMA.empty_table()
 
 
-def labels_table(rows: Iterable[dict] | dict[str, list] | pa.Table) -> pa.Table:
+def labels_schema(keep: pa.Schema | None = None) -> pa.Schema:
+    """LABELS_SCHEMA plus the manifest columns a user asked to carry over (``--keep-columns``)."""
+    if keep is None or len(keep) == 0:
+        return LABELS_SCHEMA
+    clash = [f.name for f in keep if f.name in LABEL_COLUMNS]
+    if clash:
+        raise ManifestError(f"--keep-columns {clash} collide with labels columns of the same name")
+    return pa.schema([*LABELS_SCHEMA, *keep])
+
+
+def labels_table(rows: Iterable[dict] | dict[str, list] | pa.Table, keep: pa.Schema | None = None) -> pa.Table:
     """Build a labels table that conforms exactly to LABELS_SCHEMA (missing optional columns become null)."""
     if isinstance(rows, pa.Table):
-        return rows.select(list(LABEL_COLUMNS)).cast(LABELS_SCHEMA)
+        target = labels_schema(keep)
+        return rows.select(target.names).cast(target)
     if isinstance(rows, dict):
         cols = rows
         n = len(next(iter(cols.values()))) if cols else 0

@@ -29,27 +29,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tf-threads", type=int, default=None, help="TF threads per model actor (default: its CPUs)")
     p.add_argument("--rows-per-file", type=int, default=10_000)
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument(
+        "--allowed-root",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="refuse URIs resolving outside this root (repeatable; none = no restriction)",
+    )
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images as too_large (default 100 MP)")
+    p.add_argument("--header-map", default=None, help="JSON mapping DICOM BodyPartExamined values onto classes")
+    p.add_argument("--keep-columns", default="", help="comma-separated manifest columns to carry into the labels")
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=None,
+        help="exit non-zero (after writing) when more than this fraction of rows fail",
+    )
+
+
+def options_from_args(args: argparse.Namespace):
+    from cluster.label import LabelOptions
+
+    return LabelOptions(
+        manifest=args.manifest,
+        model=args.model,
+        out=args.out,
+        batch_size=args.batch_size,
+        relabel=args.relabel,
+        retry_errors=args.retry_errors,
+        model_actors=args.model_actors,
+        gpus_per_actor=args.gpus_per_actor,
+        cpus_per_actor=args.cpus_per_actor,
+        rows_per_file=args.rows_per_file,
+        tf_threads=args.tf_threads,
+        address=args.address,
+        allowed_roots=tuple(args.allowed_root),
+        max_pixels=args.max_pixels,
+        header_map=args.header_map,
+        keep_columns=tuple(c.strip() for c in args.keep_columns.split(",") if c.strip()),
+        max_error_rate=args.max_error_rate,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from cluster.label import LabelOptions, run_label
+    from cluster.label import ErrorRateExceeded, run_label
 
-    run_label(
-        LabelOptions(
-            manifest=args.manifest,
-            model=args.model,
-            out=args.out,
-            batch_size=args.batch_size,
-            relabel=args.relabel,
-            retry_errors=args.retry_errors,
-            model_actors=args.model_actors,
-            gpus_per_actor=args.gpus_per_actor,
-            cpus_per_actor=args.cpus_per_actor,
-            rows_per_file=args.rows_per_file,
-            tf_threads=args.tf_threads,
-            address=args.address,
-        )
-    )
+    try:
+        run_label(options_from_args(args))
+    except ErrorRateExceeded as e:
+        print(f"scanlabel: error: {e}", file=sys.stderr)
+        return 3
     return 0
 
 

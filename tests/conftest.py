@@ -44,6 +44,7 @@ def ray_session():
     from cluster.runtime import QUIET_ENV
 
     ray.init(
+        address="local",  # never join a cluster another test (or a stale /tmp/ray file) points at
         num_cpus=4,
         include_dashboard=True,  # the state API (actor pids for the kill tests) lives in the dashboard
         runtime_env={"env_vars": {**QUIET_ENV, "PYTHONPATH": os.getcwd()}},

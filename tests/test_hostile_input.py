@@ -301,17 +301,27 @@ def _canary_dataset():
         elif vr in ("US", "SS", "UL", "SL", "FL", "FD"):
             continue
         elif vr == "DS":
-            ds.add_new(kw, vr, DS_PLACEHOLDER)  # pydicom cannot hold an invalid DS: patched in the bytes below
+            ds.add_new(kw, vr, DS_PLACEHOLDER)  # pydicom cannot hold an invalid DS: patched in the bytes
         else:
-            ds.add_new(kw, vr, CANARY)  # invalid for DA/TM/UI/AS/DS: pydicom's complaints must not leak either
+            ds.add_new(kw, vr, CANARY)  # invalid for DA/TM/UI/AS: pydicom's complaints must not leak either
     ds.BodyPartExamined = "SKULL"
     return ds
 
 
 @pytest.fixture
 def canary_files(tmp_path):
-    ds = _canary_dataset()
-    intact = _dicom_bytes(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom rightly objects to canary dates and counts: that's the point
+        files = _canary_variants()
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def _canary_variants() -> dict[str, bytes]:
+    intact = _dicom_bytes(_canary_dataset())
     assert intact.count(CANARY.encode()) >= len(PHI_KEYWORDS) - 5
     files = {
         "intact.dcm": intact,
@@ -319,21 +329,18 @@ def canary_files(tmp_path):
         "truncated_header.dcm": intact[: intact.index(CANARY.encode()) + 40],
         "no_extension": intact,
     }
-    ds2 = _canary_dataset()
-    ds2.NumberOfFrames = CANARY  # an unparseable value in a field we do read
-    files["bad_frames.dcm"] = _dicom_bytes(ds2)
-    ds3 = _canary_dataset()
-    ds3.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
-    files["no_decoder.dcm"] = _dicom_bytes(ds3)
-    ds4 = _canary_dataset()
-    del ds4.PixelData
-    ds4.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # an SR: no pixels, skipped
-    files["sr.dcm"] = _dicom_bytes(ds4)
-    paths = []
-    for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-        paths.append(tmp_path / name)
-    return paths
+    ds = _canary_dataset()
+    ds.NumberOfFrames = DS_PLACEHOLDER  # becomes CANARY in the bytes: unparseable, in a field we do read
+    files["bad_frames.dcm"] = _dicom_bytes(ds)
+    ds = _canary_dataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"  # MPEG-4 AVC: no decoder
+    ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
+    files["no_decoder.dcm"] = _dicom_bytes(ds)
+    ds = _canary_dataset()
+    del ds.PixelData
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # an SR: no pixels, skipped
+    files["sr.dcm"] = _dicom_bytes(ds)
+    return files
 
 
 def test_no_phi_in_outputs_error_details_warnings_or_logs(canary_files, caplog, capfd):
@@ -372,9 +379,27 @@ def test_reader_metadata_is_an_allow_list(canary_files):
 
 def test_free_text_body_part_is_not_echoed(tmp_path):
     ds = pydicom.dcmread(DATA / "CT_small.dcm")
-    ds.BodyPartExamined = "Smith, John: left hand"  # not a code string: dropped from output, still mapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.BodyPartExamined = "Smith, John: left hand"  # not a code string: dropped from output, still mapped
     p = tmp_path / "x.dcm"
     p.write_bytes(_dicom_bytes(ds))
     out = _decode([p])
     assert out["header_body_part"][0] is None
     assert out["header_class"][0] == "hand"
+
+
+def test_privacy_helpers():
+    from core.privacy import phi_values, safe_code_string, scrub
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = _canary_dataset()
+        ds.PatientName = "Doe^Jane"
+    values = phi_values(ds)
+    assert CANARY in values and "Doe^Jane" in values and "Jane" in values
+    assert "Doe" not in values  # under 4 characters: too short to scrub without mangling every message
+    assert scrub(f"failed for {CANARY.lower()} / doe^jane", values) == "failed for [redacted] / [redacted]"
+    assert safe_code_string(" SKULL ") == "SKULL" and safe_code_string("L-HAND_2") == "L-HAND_2"
+    assert safe_code_string("Doe, Jane") is None and safe_code_string("x" * 40) is None
+    assert safe_code_string(None) is None
