@@ -48,6 +48,7 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
     labels = labels.filter(pc.equal(labels.column("model_id"), model_id))
     truth = manifest.select([schema.IMAGE_ID, schema.LABEL]).rename_columns([schema.IMAGE_ID, "true"])
     keep = [schema.IMAGE_ID, schema.URI, schema.LABEL, "confidence", "status", "error", "header_body_part"]
+    keep += ["header_class", "header_agrees"]
     joined = truth.join(labels.select(keep), schema.IMAGE_ID, join_type="left outer")
     classes = _classes_from(labels, truth)
     rows = []
@@ -61,7 +62,8 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
                 "confidence": r.get("confidence"),
                 "status": r.get("status") or "missing",
                 "error": r.get("error"),
-                "header_body_part": r.get("header_body_part"),
+                "header_body_part": r.get("header_class") or r.get("header_body_part"),
+                "header_agrees": r.get("header_agrees"),
             }
         )
     known = set(classes)
@@ -72,7 +74,12 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
     metrics["manifest"] = str(manifest_uri)
     metrics["rows_without_label_row"] = sum(1 for r in rows if r["status"] == "missing")
     metrics["ground_truth_outside_model_classes"] = len(rows) - len(scored)
-    write_report(out_dir, metrics, rows, thumbnail=thumbnail, title=f"scanlabel evaluation — {model_id}")
+    disagreements = [r for r in rows if r.get("header_agrees") is False]
+    metrics["header_disagreements"] = len(disagreements)
+    extra = {"DICOM header disagrees with the pixels": disagreements} if disagreements else None
+    write_report(
+        out_dir, metrics, rows, thumbnail=thumbnail, title=f"scanlabel evaluation — {model_id}", extra_sections=extra
+    )
     return metrics
 
 

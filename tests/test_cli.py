@@ -33,6 +33,9 @@ def test_sample_label_evaluate_contract(ray_session, tiny_bundle, tmp_path, caps
     assert cv2.imread(str(report / "confusion_matrix.png")) is not None
     html = (report / "report.html").read_text()
     assert "<img" in html and "chest" in html
+    # The untrained model calls everything one class, so DICOM headers of other classes disagree: the archive-QA
+    # section lists them with thumbnails.
+    assert metrics["header_disagreements"] > 0 and "DICOM header disagrees with the pixels" in html
     out = capsys.readouterr().out
     assert "macro_f1" in out
 
