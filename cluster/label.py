@@ -171,6 +171,22 @@ def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
     return max(1, cpus // 2)  # on CPU clusters, leave half the cores to decode
 
 
+def _default_tf_threads(opts: LabelOptions, n_actors: int, gpus_per_actor: float) -> int:
+    """TF threads per model actor.
+
+    With GPUs the model runs on the device and its actor needs only its own CPU share.  On CPU-only clusters
+    the model dominates (EfficientNet-B0: ~77 ms of CPU per image against ~15 ms to decode a 1024² PNG), so
+    the actors share all the cores between them and decode tasks fill the gaps: measured on 2 cores, 2 TF
+    threads labelled 17.9 img/s against 14.2 img/s with 1 (cores otherwise idle while decode waits).
+    """
+    import ray
+
+    if gpus_per_actor:
+        return max(1, int(opts.cpus_per_actor))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, cpus // max(1, n_actors))
+
+
 def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[str, str] | None = None):
     """The Ray Data pipeline over the rows to do (lazy: nothing runs until it is iterated)."""
     import ray
@@ -203,7 +219,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
         # which would serialise decode behind the model.
         memory=opts.decode_memory_mb * 2**20,
     )
-    threads = opts.tf_threads or max(1, int(opts.cpus_per_actor))
+    threads = opts.tf_threads or _default_tf_threads(opts, n_actors, gpus_per_actor)
     ds = ds.map_batches(
         ModelActor,
         fn_constructor_kwargs={"bundle_path": opts.model, "batch_size": bs, "threads": threads},

@@ -51,22 +51,7 @@ _NIH_COLUMNS: tuple[tuple[str, tuple[str | None, ...]], ...] = (
 )
 NIH_FIELD_COUNT = sum(len(outs) for _, outs in _NIH_COLUMNS)  # 11
 
-NIH_MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field(schema.URI, pa.string(), nullable=False),
-        pa.field(schema.IMAGE_ID, pa.string(), nullable=False),
-        pa.field(schema.LABEL, pa.string()),
-        pa.field("finding_labels", pa.string()),
-        pa.field("follow_up", pa.int32()),
-        pa.field("patient_age", pa.int32()),
-        pa.field("patient_sex", pa.string()),
-        pa.field("view_position", pa.string()),
-        pa.field("original_width", pa.int32()),
-        pa.field("original_height", pa.int32()),
-        pa.field("pixel_spacing_x", pa.float64()),
-        pa.field("pixel_spacing_y", pa.float64()),
-    ]
-)
+NIH_MANIFEST_SCHEMA = schema.NIH_MANIFEST_SCHEMA
 
 # Output column -> converter.  Columns not listed are kept as strings.
 _INT_COLUMNS = {"follow_up", "original_width", "original_height"}
@@ -86,14 +71,7 @@ _NON_IMAGE_NAMES = frozenset({"dicomdir"})
 # and dots only, so the "extension" is just the last UID component.  Such names count as extension-less.
 _UID_NAME_RE = re.compile(r"^[0-9]+(\.[0-9]+)+$")
 
-TREE_MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field(schema.URI, pa.string(), nullable=False),
-        pa.field(schema.IMAGE_ID, pa.string(), nullable=False),
-        pa.field(schema.LABEL, pa.string()),
-        pa.field("size_bytes", pa.int64()),
-    ]
-)
+TREE_MANIFEST_SCHEMA = schema.TREE_MANIFEST_SCHEMA
 
 
 @dataclass(frozen=True)

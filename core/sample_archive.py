@@ -49,16 +49,7 @@ WRONG_HEADER_FRACTION = 0.15
 MIN_SIDE, MAX_SIDE = 256, 448
 _STORED_MAX = 4095  # 12-bit detector range used for DICOM and the 12-bit flavour of 16-bit PNG
 
-SAMPLE_MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field(schema.URI, pa.string(), nullable=False),
-        pa.field(schema.IMAGE_ID, pa.string(), nullable=False),
-        pa.field(schema.LABEL, pa.string()),
-        pa.field("format", pa.string()),
-        pa.field("header_body_part", pa.string()),
-        pa.field("header_wrong", pa.bool_()),
-    ]
-)
+SAMPLE_MANIFEST_SCHEMA = schema.SAMPLE_MANIFEST_SCHEMA
 
 _UID_NAMESPACE = "scanlabel-sample-archive"
 

@@ -30,6 +30,34 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
+# Manifests the project writes itself: the base columns plus what each source has worth keeping.
+SAMPLE_MANIFEST_SCHEMA = pa.schema(
+    [
+        *MANIFEST_SCHEMA,
+        pa.field("format", pa.string()),
+        pa.field("header_body_part", pa.string()),
+        pa.field("header_wrong", pa.bool_()),
+    ]
+)
+
+# NIH ChestX-ray14 Data_Entry_2017: "Patient ID" is deliberately absent (a patient identifier).
+NIH_MANIFEST_SCHEMA = pa.schema(
+    [
+        *MANIFEST_SCHEMA,
+        pa.field("finding_labels", pa.string()),
+        pa.field("follow_up", pa.int32()),
+        pa.field("patient_age", pa.int32()),
+        pa.field("patient_sex", pa.string()),
+        pa.field("view_position", pa.string()),
+        pa.field("original_width", pa.int32()),
+        pa.field("original_height", pa.int32()),
+        pa.field("pixel_spacing_x", pa.float64()),
+        pa.field("pixel_spacing_y", pa.float64()),
+    ]
+)
+
+TREE_MANIFEST_SCHEMA = pa.schema([*MANIFEST_SCHEMA, pa.field("size_bytes", pa.int64())])
+
 # --- labels (the labeling job's output) -----------------------------------------------------------------------
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
