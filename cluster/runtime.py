@@ -24,7 +24,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             runtime_env=runtime_env,
-            include_dashboard=False,
+            include_dashboard=True,  # Ray Train's controller and the state API need it; it also shows progress
             log_to_driver=True,
         )
 

@@ -1,9 +1,21 @@
-"""Ray Train glue: one TensorflowTrainer running :func:`core.training.run_training` on every worker."""
+"""Ray Train glue: one TensorflowTrainer running :func:`core.training.run_training` on every worker.
+
+Fault tolerance and resumption are Ray Train V2's: every epoch rank 0 reports a checkpoint to
+``RunConfig(storage_path, name)``; after a worker dies the controller restarts the group (up to
+``FailureConfig(max_failures)``) and ``ray.train.get_checkpoint()`` hands the new workers the latest one.  A
+*new* ``fit()`` with the same name and storage path finds the run's checkpoint-manager snapshot and does the
+same, which is what ``--resume`` uses (V2 refuses ``resume_from_checkpoint``).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import sys
 import tempfile
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import ray
@@ -12,7 +24,33 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.tensorflow import TensorflowTrainer
 
 from cluster.runtime import limit_tf_threads
+from core import storage
 from core.training import TrainConfig, run_training
+
+DEFAULT_STORAGE = os.path.join(tempfile.gettempdir(), "scanlabel-ray-train")
+# Written by Ray Train V2 into STORAGE/NAME once a run has reported; its presence is what makes a run resumable.
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
+
+
+def _worker_logger() -> logging.Logger:
+    """Log through the root logger Ray Train V2 configures on workers, so each line reaches the driver once.
+
+    V2 patches ``print`` to log via the root logger *and*, because a Ray worker's ``sys.stdout`` is not
+    ``sys.__stdout__``, also to write to stdout: every printed line showed up twice.  TensorFlow's Python
+    logger has its own handler and also propagates to the root, so its INFO lines doubled as well; they are
+    chatter (collective set-up), so only its warnings are kept, once.
+    """
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.setLevel(logging.WARNING)
+    tf_logger.propagate = False
+    logger = logging.getLogger("scanlabel.train")
+    logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not logger.handlers:  # Train V1: nobody configured the root logger
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
 
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -23,6 +61,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if world > 1 else tf.distribute.get_strategy()
+    logger = _worker_logger()
 
     def report(metrics: dict[str, Any], ckpt_dir: str | None) -> None:
         checkpoint = Checkpoint.from_directory(ckpt_dir) if ckpt_dir else None
@@ -30,10 +69,24 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     resume_dir = None
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        resume_dir = tempfile.mkdtemp(prefix="scanlabel-resume-")
-        checkpoint.to_directory(resume_dir)
-    run_training(cfg, strategy, rank, world, report, resume_dir)
+    try:
+        if checkpoint is not None:
+            resume_dir = tempfile.mkdtemp(prefix="scanlabel-resume-")
+            checkpoint.to_directory(resume_dir)
+        run_training(cfg, strategy, rank, world, report, resume_dir, log=logger.info)
+    finally:
+        if resume_dir:
+            shutil.rmtree(resume_dir, ignore_errors=True)
+
+
+def new_run_name() -> str:
+    """A unique run name: reusing a name under the same storage would silently resume that run."""
+    return f"scanlabel-train-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def run_exists(storage_path: str | None, run_name: str) -> bool:
+    """Whether ``storage_path/run_name`` holds a Ray Train run that reported a checkpoint (so fit() resumes it)."""
+    return storage.exists(storage.join(storage_path or DEFAULT_STORAGE, run_name, SNAPSHOT_FILE))
 
 
 def train(
@@ -45,7 +98,13 @@ def train(
     run_name: str | None = None,
     max_failures: int = 0,
 ):
-    """Run data-parallel training on the connected Ray cluster; returns Ray Train's Result."""
+    """Run data-parallel training on the connected Ray cluster; returns Ray Train's Result.
+
+    An existing run of the same ``run_name`` under ``storage_path`` is continued from its latest checkpoint
+    (Ray Train V2 semantics); without ``run_name`` a fresh unique one is used.  On a multi-node cluster
+    ``storage_path`` must be shared storage (``s3://``, ``gs://`` or NFS).  Raises
+    ``ray.train.TrainingFailedError`` when workers fail more than ``max_failures`` times.
+    """
     if cpus_per_worker is None:
         total = int(ray.cluster_resources().get("CPU", 1))
         cpus_per_worker = max(1, total // max(workers, 1))
@@ -63,8 +122,8 @@ def train(
             },
         ),
         run_config=RunConfig(
-            name=run_name or "scanlabel-train",
-            storage_path=storage_path or os.path.join(tempfile.gettempdir(), "scanlabel-ray-train"),
+            name=run_name or new_run_name(),
+            storage_path=storage_path or DEFAULT_STORAGE,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=max_failures),
         ),

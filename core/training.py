@@ -75,7 +75,8 @@ class TrainConfig:
     classes: list[str] | None = None
     # Pause (checkpoint kept, no bundle) once this epoch is done; continue later with --resume.
     stop_after_epoch: int | None = None
-    # Test hooks: {"fail_at_epoch": E, "fail_marker": PATH[, "fail_rank": R]} kills worker R mid-epoch E once.
+    # Test hooks: {"fail_at_epoch": E, "fail_marker": PATH[, "fail_rank": R, "fail_delay_s": S]} makes worker R
+    # exit (os._exit) mid-epoch E, once: the marker file stops the restarted worker from doing it again.
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -293,8 +294,12 @@ def _run(
     keras.utils.set_random_seed(cfg.seed)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     if cfg.xla and world > 1 and not on_gpu:
-        # XLA has no CPU implementation of the cross-worker collectives MultiWorkerMirroredStrategy needs.
-        raise ValueError("xla (jit_compile) with several CPU workers is not supported; use GPUs or one worker")
+        # TF 2.21 fails at the first step with "Collectives are not yet implemented for CPU devices when
+        # compiling with XLA"; say so before any work starts.
+        raise ValueError(
+            "xla (jit_compile) with several CPU workers is not supported (TensorFlow has no XLA collectives on "
+            "CPU); use GPUs or a single worker"
+        )
     if cfg.mixed_precision and not on_gpu and rank == 0:
         log("[train] note: mixed_float16 on CPU is correct but emulated and slower; it pays off on GPUs")
 
@@ -479,6 +484,10 @@ def _run(
                     with open(fail_marker, "w") as f:
                         f.write(f"rank {rank} exited in epoch {epoch + 1}\n")
                     log(f"[train] test hook: rank {rank} exits mid-epoch {epoch + 1}")
+                    # Ray Train V2 collects reports by polling workers (every 2 s by default); a worker that dies
+                    # sooner takes its unpolled epoch report, and so that checkpoint, with it.  Real epochs are
+                    # far longer than that, so the hook waits for the poll before it dies.
+                    time.sleep(float(cfg.extra.get("fail_delay_s", 5.0)))
                     os._exit(1)
             x, y, w = next(iterator)
             loss, cm = train_step(x, y, w)

@@ -30,7 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--gpus-per-worker", type=float, default=0)
     p.add_argument("--cpus-per-worker", type=int, default=None)
-    p.add_argument("--storage", default=None, help="Ray Train storage for checkpoints (local or s3://)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Ray Train storage for per-epoch checkpoints (local path, NFS or s3://; shared on multi-node clusters)",
+    )
+    p.add_argument(
+        "--run-name", default=None, help="name of the run under --storage (default: a new unique name, printed)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run --run-name under --storage from its latest checkpoint",
+    )
+    p.add_argument(
+        "--stop-after-epoch",
+        type=int,
+        default=None,
+        help="pause after this epoch (checkpoint kept, no bundle yet); continue later with --resume",
+    )
     p.add_argument("--max-failures", type=int, default=2, help="worker failures tolerated (restart from checkpoint)")
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
@@ -59,31 +77,70 @@ def config_from_args(args: argparse.Namespace):
         mixed_precision=args.mixed_precision,
         xla=args.xla,
         steps_per_epoch=args.steps_per_epoch,
+        stop_after_epoch=args.stop_after_epoch,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    import ray.train
+
     from cluster.runtime import ensure_ray
-    from cluster.train import train
+    from cluster.train import DEFAULT_STORAGE, new_run_name, run_exists, train
 
     cfg = config_from_args(args)
     from core.backbones import get_backbone, resolve_weights
 
     get_backbone(cfg.backbone)  # unknown names fail here, before any worker starts
     resolve_weights(cfg.weights)
+    storage_path = args.storage or DEFAULT_STORAGE
+    # Ray Train V2 resumes any run whose name already exists under the storage path, so the name decides
+    # between "fresh" and "resume": make that explicit rather than resume (or restart) by accident.
+    if args.resume:
+        if not args.run_name:
+            raise ValueError("--resume needs the --run-name (and --storage) of the run to continue")
+        if not run_exists(storage_path, args.run_name):
+            raise ValueError(f"--resume: no run {args.run_name!r} with a checkpoint under {storage_path}")
+        run_name = args.run_name
+    elif args.run_name:
+        if run_exists(storage_path, args.run_name):
+            raise ValueError(
+                f"run {args.run_name!r} already exists under {storage_path}: pass --resume to continue it, "
+                "or choose another --run-name"
+            )
+        run_name = args.run_name
+    else:
+        run_name = new_run_name()
+    print(f"[train] run {run_name} (checkpoints under {storage_path})")
     ensure_ray(args.address)
-    result = train(
-        cfg,
-        workers=args.workers,
-        gpus_per_worker=args.gpus_per_worker,
-        cpus_per_worker=args.cpus_per_worker,
-        storage_path=args.storage,
-        max_failures=args.max_failures,
-    )
+    try:
+        result = train(
+            cfg,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+            storage_path=storage_path,
+            run_name=run_name,
+            max_failures=args.max_failures,
+        )
+    except ray.train.TrainingFailedError as e:
+        print(f"scanlabel: training failed: {e}", file=sys.stderr)
+        print(
+            f"scanlabel: continue from the last checkpoint with --resume --run-name {run_name} "
+            f"--storage {storage_path}",
+            file=sys.stderr,
+        )
+        return 1
     if result.error:
         print(f"scanlabel: training failed: {result.error}", file=sys.stderr)
         return 1
-    print(f"[train] done: best val macro-F1 {result.metrics.get('val_macro_f1')}; bundle at {args.out}")
+    metrics = result.metrics or {}
+    if metrics.get("status") == "paused":
+        print(
+            f"[train] paused after epoch {metrics.get('epoch')}: continue with --resume --run-name {run_name} "
+            f"--storage {storage_path}"
+        )
+        return 0
+    print(f"[train] done: last val macro-F1 {metrics.get('val_macro_f1')}; bundle at {args.out}")
     return 0
 
 
