@@ -47,6 +47,7 @@ class LabelOptions:
     rows_per_file: int = 10_000
     rows_per_block: int | None = None
     progress_every_s: float = 10.0
+    wait_for_actors_s: int = 900
     address: str | None = None
     allowed_roots: tuple[str, ...] = ()
     max_pixels: int | None = None
@@ -220,6 +221,9 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
         memory=opts.decode_memory_mb * 2**20,
     )
     threads = opts.tf_threads or _default_tf_threads(opts, n_actors, gpus_per_actor)
+    # Start only once the whole actor pool is up (GPU nodes may still be joining an autoscaling cluster);
+    # a pool that cannot start in time fails the job with a clear message instead of crawling on one actor.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = opts.wait_for_actors_s
     ds = ds.map_batches(
         ModelActor,
         fn_constructor_kwargs={"bundle_path": opts.model, "batch_size": bs, "threads": threads},

@@ -39,12 +39,12 @@ def _node_ports() -> list[str]:
     return out
 
 
-def _start(args: list[str], env: dict) -> subprocess.Popen:
+def _start(args: list[str], env: dict, log) -> subprocess.Popen:
     return subprocess.Popen(
         [RAY, "start", "--block", *args],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -67,6 +67,8 @@ def two_node_cluster(tmp_path):
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     }
     gcs_port, dash_port = free_port(), free_port()
+    head_log = open(tmp_path / "head.log", "w")  # noqa: SIM115 - closed in finally
+    worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115
     head = _start(
         [
             "--head",
@@ -87,6 +89,7 @@ def two_node_cluster(tmp_path):
             *_node_ports(),
         ],
         env,
+        head_log,
     )
     nodes = [head]
     try:
@@ -96,19 +99,24 @@ def two_node_cluster(tmp_path):
                 subprocess.run([RAY, "job", "list", "--address", dashboard], env=env, capture_output=True).returncode
                 == 0
             ),
-            120,
+            240,
             "head dashboard",
+            tmp_path / "head.log",
         )
         worker = _start(
-            ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports()], env
+            ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports()],
+            env,
+            worker_log,
         )
         nodes.append(worker)
-        _wait_for(lambda: _alive_nodes(gcs_port, env) >= 2, 120, "second node")
+        _wait_for(lambda: _alive_nodes(gcs_port, env) >= 2, 240, "second node", tmp_path / "worker.log")
         yield dashboard, env
     finally:
         for proc in reversed(nodes):
             _stop(proc)
         _forget_cluster(gcs_port)
+        head_log.close()
+        worker_log.close()
 
 
 def _forget_cluster(gcs_port: int) -> None:
@@ -132,18 +140,18 @@ def _alive_nodes(gcs_port: int, env: dict) -> int:
     return int(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
 
 
-def _wait_for(check, timeout: float, what: str) -> None:
+def _wait_for(check, timeout: float, what: str, log) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if check():
             return
         time.sleep(1)
-    raise TimeoutError(f"{what} did not come up in {timeout} s")
+    raise TimeoutError(f"{what} did not come up in {timeout} s; `ray start` said:\n{log.read_text()[-3000:]}")
 
 
 def test_ray_job_submit_labels_with_one_gpu_per_actor(two_node_cluster, small_archive, tiny_bundle, tmp_path):
     dashboard, env = two_node_cluster
-    manifest = _manifest(small_archive, tmp_path, 600, "manifest.parquet")  # long enough for both actors to start
+    manifest = _manifest(small_archive, tmp_path, 3000, "manifest.parquet")  # long enough for both actors to start
     bundle, model_id = tiny_bundle
     out = tmp_path / "labels"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +186,7 @@ def test_ray_job_submit_labels_with_one_gpu_per_actor(two_node_cluster, small_ar
     log = r.stdout + r.stderr
     assert r.returncode == 0 and "succeeded" in log, log[-3000:]
     table = pads.dataset(str(out)).to_table()
-    assert table.num_rows == 600 and set(table.column("model_id").to_pylist()) == {model_id}
+    assert table.num_rows == 3000 and set(table.column("model_id").to_pylist()) == {model_id}
     actors = set(re.findall(r"model actor pid=(\d+) node=(\w+) gpu_ids=([\w,-]+) CUDA_VISIBLE_DEVICES=([\w,-]+)", log))
     assert len(actors) == 2, actors
     for _, _, gpu_ids, cuda in actors:
