@@ -169,7 +169,7 @@ def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
     if gpus_per_actor:
         return max(1, int(ray.cluster_resources().get("GPU", 0) // gpus_per_actor))
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, cpus // 2)  # on CPU clusters, leave half the cores to decode
+    return max(1, cpus // 2)  # CPU clusters: one actor per two cores; decode tasks interleave with them
 
 
 def _default_tf_threads(opts: LabelOptions, n_actors: int, gpus_per_actor: float) -> int:
@@ -199,7 +199,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     n_actors = _pool_size(opts, gpus_per_actor)
     bs = opts.batch_size
     rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
-    # Each block is an independent copy (not a slice of one big buffer), so the object store holds only it.
+    # Blocks of a few batches: enough of them to keep every actor fed, small enough to stream.
     blocks = [todo.slice(i, rows_per_block).combine_chunks() for i in range(0, todo.num_rows, rows_per_block)]
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
