@@ -22,7 +22,15 @@ from tests.test_nightly import _manifest
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 
 
-def _node_ports() -> list[str]:
+_WORKER_PORT_BASE = 20_000  # below Linux's ephemeral range, so no free_port() pick can fall inside it
+
+
+def _node_ports(index: int) -> list[str]:
+    """Explicit ports for one node, so two extra nodes can run beside the session's Ray on one machine.
+
+    Each node's worker-port range is a fixed block below the ephemeral range (the session Ray uses
+    10002-19999): a range taken from free_port() could swallow another component's port.
+    """
     flags = [
         "--node-manager-port",
         "--object-manager-port",
@@ -34,8 +42,8 @@ def _node_ports() -> list[str]:
     out = []
     for f in flags:
         out += [f, str(free_port())]
-    lo = free_port() + 1000
-    out += ["--min-worker-port", str(lo), "--max-worker-port", str(lo + 200)]
+    lo = _WORKER_PORT_BASE + 500 * index
+    out += ["--min-worker-port", str(lo), "--max-worker-port", str(lo + 400)]
     return out
 
 
@@ -86,7 +94,7 @@ def two_node_cluster(tmp_path):
             "4",
             "--num-gpus",
             "2",
-            *_node_ports(),
+            *_node_ports(0),
         ],
         env,
         head_log,
@@ -104,7 +112,7 @@ def two_node_cluster(tmp_path):
             tmp_path / "head.log",
         )
         worker = _start(
-            ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports()],
+            ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports(1)],
             env,
             worker_log,
         )
