@@ -367,10 +367,13 @@ def _guard_deflated(data: bytes, max_bytes: int) -> None:
     total = 0
     chunk = data[start:]
     try:
-        while chunk:
-            total += len(inflater.decompress(chunk, 1 << 22))
+        while not inflater.eof:
+            out = inflater.decompress(chunk, 1 << 22)
+            total += len(out)
             if total > max_bytes:
                 raise errors.ScanError(errors.TOO_LARGE, f"deflated dataset inflates beyond {max_bytes} bytes")
+            if not out and not inflater.unconsumed_tail:
+                break  # input exhausted and nothing pending: a truncated stream, pydicom will report it
             chunk = inflater.unconsumed_tail
     except zlib.error as e:
         raise errors.ScanError(errors.DECODE_ERROR, "corrupt deflated dataset") from e
