@@ -201,6 +201,10 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
     # Blocks of a few batches: enough of them to keep every actor fed, small enough to stream.
     blocks = [todo.slice(i, rows_per_block).combine_chunks() for i in range(0, todo.num_rows, rows_per_block)]
+    # Start only once the whole actor pool is up (GPU nodes may still be joining an autoscaling cluster);
+    # a pool that cannot start in time fails the job with a clear message instead of crawling on one actor.
+    # Set before the dataset exists: a Dataset keeps its own copy of the context.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = opts.wait_for_actors_s
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         _decode,
@@ -221,9 +225,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
         memory=opts.decode_memory_mb * 2**20,
     )
     threads = opts.tf_threads or _default_tf_threads(opts, n_actors, gpus_per_actor)
-    # Start only once the whole actor pool is up (GPU nodes may still be joining an autoscaling cluster);
-    # a pool that cannot start in time fails the job with a clear message instead of crawling on one actor.
-    ray.data.DataContext.get_current().wait_for_min_actors_s = opts.wait_for_actors_s
+
     ds = ds.map_batches(
         ModelActor,
         fn_constructor_kwargs={"bundle_path": opts.model, "batch_size": bs, "threads": threads},
