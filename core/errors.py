@@ -18,6 +18,9 @@ OUTSIDE_ALLOWED_ROOT = "outside_allowed_root"
 IO_ERROR = "io_error"
 TIMEOUT = "timeout"
 INTERNAL_ERROR = "internal_error"
+# A DICOM object whose Modality / SOP class lies outside the bundle's scope (core/scope.py): not run through the
+# model at all, status "skipped".
+OUT_OF_SCOPE = "out_of_scope"
 
 ALL_CODES = (
     NOT_FOUND,
@@ -31,13 +34,14 @@ ALL_CODES = (
     IO_ERROR,
     TIMEOUT,
     INTERNAL_ERROR,
+    OUT_OF_SCOPE,
 )
 
 # Errors caused by the environment rather than the file's content: a later run may well succeed.
 TRANSIENT = frozenset({IO_ERROR, TIMEOUT, INTERNAL_ERROR})
 
 # Codes that describe a file we deliberately did not label (status "skipped" rather than "error").
-SKIP_CODES = frozenset({NO_PIXELS})
+SKIP_CODES = frozenset({NO_PIXELS, OUT_OF_SCOPE})
 
 
 class ScanError(Exception):

@@ -80,8 +80,17 @@ LABELS_SCHEMA = pa.schema(
         pa.field("header_agrees", pa.bool_()),
         pa.field("model_id", pa.string(), nullable=False),
         pa.field("labeled_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Trust (issue 8): how far the image lies from what the model was trained on (higher = farther; null
+        # unless ok), and why an ok row was labelled "other" instead of a body part (null when it was not).
+        pa.field("ood_score", pa.float32()),
+        pa.field("abstain_reason", pa.string()),
     ]
 )
+# The label an abstained row gets, and the values of ``abstain_reason``.
+OTHER_LABEL = "other"
+ABSTAIN_OOD = "out_of_distribution"
+ABSTAIN_LOW_CONFIDENCE = "low_confidence"
+ABSTAIN_REASONS = (ABSTAIN_OOD, ABSTAIN_LOW_CONFIDENCE)
 LABEL_COLUMNS = tuple(LABELS_SCHEMA.names)
 
 
