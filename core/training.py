@@ -285,13 +285,46 @@ def _run(
     resume_dir: str | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    import keras
-    import tensorflow as tf
+    """The whole run, in the order it happens; every step is a named piece below.
 
-    from core import backbones
-    from core.bundle import save_bundle
+    The order of the first steps matters for exact resumption: the seed is set before anything draws a random
+    number, and the model is built after the input pipeline, as in every run before it.
+    """
+    import keras
 
     keras.utils.set_random_seed(cfg.seed)
+    _check_devices(cfg, rank, world, log)
+    setup = _set_up(cfg, rank, world, log)
+    state = _new_state(cfg, setup, world)
+    if resume_dir:
+        state = _resume_state(resume_dir, state, cfg, setup, rank, world, log)
+    start_epoch = int(state["epoch"])
+    train_ds = _train_dataset(cfg, setup, rank, world, start_epoch)
+    val = _ValShard.decode(cfg, setup, rank, world)
+    trainer = _Trainer(cfg, strategy, rank, world, setup)
+    if resume_dir:
+        trainer.restore(resume_dir, start_epoch, log)
+
+    outcome = _train_epochs(trainer, state, train_ds, val, start_epoch, report, log)
+    summary = _summary(state, outcome, setup)
+    if outcome == "paused":
+        return summary
+
+    trainer.use_best_weights()
+    summary["replica_weight_digests"] = _check_replicas_agree(trainer)
+    val_probs, val_codes = _gather_validation(trainer, val, len(setup.val_rows))
+    if rank == 0:
+        _publish(trainer, state, outcome, val_probs, val_codes, summary, log)
+    return summary
+
+
+# --- set-up ---------------------------------------------------------------------------------------------------
+
+
+def _check_devices(cfg: TrainConfig, rank: int, world: int, log: Callable[[str], None]) -> None:
+    """Refuse (or warn about) device combinations TensorFlow cannot run, before any work starts."""
+    import tensorflow as tf
+
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     if cfg.xla and world > 1 and not on_gpu:
         # TF 2.21 fails at the first step with "Collectives are not yet implemented for CPU devices when
@@ -303,14 +336,38 @@ def _run(
     if cfg.mixed_precision and not on_gpu and rank == 0:
         log("[train] note: mixed_float16 on CPU is correct but emulated and slower; it pays off on GPUs")
 
+
+@dataclass
+class _Setup:
+    """What the config and the manifest decide before any model exists: rows, split, sizes, step counts."""
+
+    cfg: TrainConfig
+    rows: dataset.LabelledRows
+    train_rows: dataset.LabelledRows
+    val_rows: dataset.LabelledRows
+    classes: list[str]
+    size: int
+    pre: PreprocessConfig
+    global_batch: int
+    lr: float
+    steps: int
+    class_weights: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def _set_up(cfg: TrainConfig, rank: int, world: int, log: Callable[[str], None]) -> _Setup:
+    """Read the manifest, split it, and derive batch, learning rate (linear scaling) and steps per epoch."""
+    from core import backbones
+
     table = dataset.read_manifest(cfg.manifest)
     label_map = dataset.load_label_map(cfg.label_map)
     rows = dataset.labelled_rows(table, cfg.classes, label_map)
     train_rows, val_rows = dataset.split(rows, cfg.val_fraction, cfg.seed)
     classes = rows.classes
-    spec = backbones.get_backbone(cfg.backbone)
-    size = cfg.image_size or spec.default_size
-    pre = PreprocessConfig(image_size=size)
+    size = cfg.image_size or backbones.get_backbone(cfg.backbone).default_size
     global_batch = cfg.batch_size * world
     lr = cfg.base_lr * global_batch / REFERENCE_BATCH
     steps = cfg.steps_per_epoch or max(1, int(np.ceil(len(train_rows) / global_batch)))
@@ -326,8 +383,56 @@ def _run(
                 f"[train] left out {sum(rows.unmapped.values())} rows whose label maps onto no class "
                 f"(label: rows): {dict(sorted(rows.unmapped.items()))}"
             )
+    return _Setup(
+        cfg=cfg,
+        rows=rows,
+        train_rows=train_rows,
+        val_rows=val_rows,
+        classes=classes,
+        size=size,
+        pre=PreprocessConfig(image_size=size),
+        global_batch=global_batch,
+        lr=lr,
+        steps=steps,
+        class_weights=weights_vec,
+    )
 
-    state: dict[str, Any] = {
+
+def _train_dataset(cfg: TrainConfig, setup: _Setup, rank: int, world: int, start_epoch: int):
+    """This worker's endless training stream, fast-forwarded past the epochs a resumed run already did."""
+    return dataset.make_train_dataset(
+        dataset.shard(setup.train_rows, rank, world),
+        setup.pre,
+        cfg.batch_size,
+        cfg.seed * 1000 + rank,
+        AugmentConfig() if cfg.augment else None,
+        setup.class_weights,
+        parallel=cfg.decode_threads,
+        skip_examples=start_epoch * setup.steps * cfg.batch_size,
+    )
+
+
+@dataclass
+class _ValShard:
+    """This worker's rows of the validation split, decoded once: ``kept`` indexes the rows that decoded."""
+
+    x: np.ndarray
+    y: np.ndarray
+    kept: np.ndarray
+    codes: list[str | None]
+
+    @classmethod
+    def decode(cls, cfg: TrainConfig, setup: _Setup, rank: int, world: int) -> _ValShard:
+        mine = dataset.shard(setup.val_rows, rank, world)
+        return cls(*dataset.decode_indexed(mine, setup.pre, cfg.decode_threads))
+
+
+# --- resume ---------------------------------------------------------------------------------------------------
+
+
+def _new_state(cfg: TrainConfig, setup: _Setup, world: int) -> dict[str, Any]:
+    """The loop state a checkpoint stores (JSON): epoch counter, history, early-stopping bookkeeping."""
+    return {
         "epoch": 0,
         "history": [],
         "best_f1": -1.0,
@@ -335,80 +440,110 @@ def _run(
         "stale": 0,
         "resumes": [],
         "optimizer_phase": None,
-        "classes": classes,
+        "classes": setup.classes,
         "backbone": cfg.backbone,
-        "image_size": size,
+        "image_size": setup.size,
         "world": world,
     }
-    if resume_dir:
-        with open(os.path.join(resume_dir, CHECKPOINT_STATE)) as f:
-            state = {**state, **json.load(f)}
-        for key, mine in (("classes", classes), ("backbone", cfg.backbone), ("image_size", size)):
-            if state[key] != mine:
-                raise ValueError(f"cannot resume: checkpoint has {key}={state[key]!r}, this run {mine!r}")
-        if state["world"] != world and rank == 0:
-            log(f"[train] note: resuming with {world} workers, checkpoint had {state['world']}: data order differs")
-        state["resumes"].append({"epoch": int(state["epoch"]), "workers": world})
-        state["world"] = world
-    start_epoch = int(state["epoch"])
 
-    my_train = dataset.shard(train_rows, rank, world)
-    my_val = dataset.shard(val_rows, rank, world)
-    train_ds = dataset.make_train_dataset(
-        my_train,
-        pre,
-        cfg.batch_size,
-        cfg.seed * 1000 + rank,
-        AugmentConfig() if cfg.augment else None,
-        weights_vec,
-        parallel=cfg.decode_threads,
-        skip_examples=start_epoch * steps * cfg.batch_size,
-    )
-    val_x, val_y, val_kept, val_codes = dataset.decode_indexed(my_val, pre, cfg.decode_threads)
 
-    with strategy.scope():
-        model, base = backbones.build_classifier(cfg.backbone, classes, cfg.weights, size)
+def _resume_state(
+    resume_dir: str,
+    state: dict[str, Any],
+    cfg: TrainConfig,
+    setup: _Setup,
+    rank: int,
+    world: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The checkpoint's loop state, refused when it belongs to a different model (classes, backbone, size)."""
+    with open(os.path.join(resume_dir, CHECKPOINT_STATE)) as f:
+        state = {**state, **json.load(f)}
+    for key, mine in (("classes", setup.classes), ("backbone", cfg.backbone), ("image_size", setup.size)):
+        if state[key] != mine:
+            raise ValueError(f"cannot resume: checkpoint has {key}={state[key]!r}, this run {mine!r}")
+    if state["world"] != world and rank == 0:
+        log(f"[train] note: resuming with {world} workers, checkpoint had {state['world']}: data order differs")
+    state["resumes"].append({"epoch": int(state["epoch"]), "workers": world})
+    state["world"] = world
+    return state
 
-    best_weights: list[np.ndarray] | None = None
-    saved_optimizer: list[np.ndarray] | None = None
-    if resume_dir:
-        model.load_weights(os.path.join(resume_dir, CHECKPOINT_WEIGHTS))
-        for name, target in ((CHECKPOINT_BEST, "best"), (CHECKPOINT_OPTIMIZER, "opt"), (CHECKPOINT_MODEL_STATE, "rng")):
-            path = os.path.join(resume_dir, name)
-            if not os.path.exists(path):
-                continue
-            arrays = _load_arrays(path)
-            if target == "best":
-                best_weights = arrays
-            elif target == "opt":
-                saved_optimizer = arrays
-            else:
-                _assign_all(_model_state_variables(model), arrays, "model state")
-        if rank == 0:
+
+# --- the model and its training steps -----------------------------------------------------------------------
+
+
+class _Trainer:
+    """The model on this worker and what acts on it: phases, epochs, predictions, checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, strategy, rank: int, world: int, setup: _Setup) -> None:
+        import tensorflow as tf
+
+        from core import backbones
+
+        self.cfg, self.strategy, self.rank, self.world, self.setup = cfg, strategy, rank, world, setup
+        with strategy.scope():
+            self.model, self.base = backbones.build_classifier(cfg.backbone, setup.classes, cfg.weights, setup.size)
+        self.best_weights: list[np.ndarray] | None = None
+        self.saved_optimizer: list[np.ndarray] | None = None  # restored into the optimizer of its phase
+        self.phase: str | None = None
+        self.train_step = None
+        self.optimizer = None
+        self._predict_batch = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
+    def restore(self, resume_dir: str, start_epoch: int, log: Callable[[str], None]) -> None:
+        """Weights, best weights, optimizer slots and dropout RNG state from a checkpoint directory."""
+        self.model.load_weights(os.path.join(resume_dir, CHECKPOINT_WEIGHTS))
+        best = os.path.join(resume_dir, CHECKPOINT_BEST)
+        if os.path.exists(best):
+            self.best_weights = _load_arrays(best)
+        optimizer = os.path.join(resume_dir, CHECKPOINT_OPTIMIZER)
+        if os.path.exists(optimizer):
+            self.saved_optimizer = _load_arrays(optimizer)
+        model_state = os.path.join(resume_dir, CHECKPOINT_MODEL_STATE)
+        if os.path.exists(model_state):
+            _assign_all(_model_state_variables(self.model), _load_arrays(model_state), "model state")
+        if self.rank == 0:
             log(
                 f"[train] resumed from checkpoint at epoch {start_epoch}"
-                f" (optimizer state {'restored' if saved_optimizer is not None else 'absent'})"
+                f" (optimizer state {'restored' if self.saved_optimizer is not None else 'absent'})"
             )
 
-    n_classes = len(classes)
+    # --- phase ---
 
-    def make_phase(phase: str):
+    def enter_phase(self, phase: str, optimizer_phase: str | None) -> None:
+        """Freeze/unfreeze for ``phase`` and start its optimizer (the checkpoint's slots if it was saved in it)."""
+        if phase == self.phase:
+            return
+        self.train_step, self.optimizer = self._make_phase(phase)
+        if self.saved_optimizer is not None and optimizer_phase == phase:
+            _assign_all(self.optimizer.variables, self.saved_optimizer, "optimizer state")
+        self.saved_optimizer = None
+        self.phase = phase
+
+    def _make_phase(self, phase: str):
+        import keras
+        import tensorflow as tf
+
+        from core import backbones
+
+        cfg, setup, model, base, strategy = self.cfg, self.setup, self.model, self.base, self.strategy
         if phase == "head":
             backbones.set_trainable_blocks(cfg.backbone, base, 0)
             base.trainable = False
-            phase_lr = lr
+            phase_lr = setup.lr
         elif phase == "fine_tune":
             backbones.set_trainable_blocks(cfg.backbone, base, cfg.fine_tune_blocks)
-            phase_lr = lr * cfg.fine_tune_lr_factor
+            phase_lr = setup.lr * cfg.fine_tune_lr_factor
         else:
             backbones.set_trainable_blocks(cfg.backbone, base, None)
-            phase_lr = lr
+            phase_lr = setup.lr
         with strategy.scope():
             opt = keras.optimizers.AdamW(learning_rate=phase_lr, weight_decay=cfg.weight_decay)
             if cfg.mixed_precision:
                 opt = keras.optimizers.LossScaleOptimizer(opt)
             opt.build(model.trainable_variables)
         variables = model.trainable_variables
+        n_classes, global_batch = setup.n_classes, setup.global_batch
 
         def step_fn(x, y, w):
             with tf.GradientTape() as tape:
@@ -432,242 +567,343 @@ def _run(
 
         return train_step, opt
 
-    @tf.function(reduce_retracing=True)
-    def predict_batch(x):
-        return model(x, training=False)
+    # --- epoch ---
 
-    def predict_all(x_all: np.ndarray) -> np.ndarray:
-        eb = cfg.batch_size
-        out = np.zeros((len(x_all), n_classes), np.float64)
+    def train_epoch(self, epoch: int, iterator, log: Callable[[str], None]) -> tuple[float, np.ndarray, float]:
+        """``steps`` optimizer steps; returns (summed loss, training confusion matrix, seconds)."""
+        n = self.setup.n_classes
+        t0 = time.perf_counter()
+        loss_total = 0.0
+        train_cm = np.zeros((n, n), np.int64)
+        for step in range(self.setup.steps):
+            _test_hook_worker_exit(self.cfg, epoch, step, self.setup.steps, self.rank, self.world, log)
+            x, y, w = next(iterator)
+            loss, cm = self.train_step(x, y, w)
+            loss_total += float(loss)
+            train_cm += cm.numpy()
+        return loss_total, train_cm, time.perf_counter() - t0
+
+    # --- validation ---
+
+    def predict(self, x_all: np.ndarray) -> np.ndarray:
+        """Softmax outputs for in-memory images, in fixed-shape batches (the last padded) so nothing retraces."""
+        import tensorflow as tf
+
+        eb = self.cfg.batch_size
+        out = np.zeros((len(x_all), self.setup.n_classes), np.float64)
         for start in range(0, len(x_all), eb):
             xb = x_all[start : start + eb]
             n = len(xb)
-            if n < eb:  # fixed shape: pad so the function never retraces
+            if n < eb:
                 xb = np.concatenate([xb, np.zeros((eb - n, *xb.shape[1:]), xb.dtype)])
-            out[start : start + n] = predict_batch(tf.constant(xb)).numpy()[:n]
+            out[start : start + n] = self._predict_batch(tf.constant(xb)).numpy()[:n]
         return out
 
-    def evaluate() -> tuple[float, np.ndarray]:
-        probs = predict_all(val_x)
+    def validate(self, val: _ValShard) -> tuple[float, np.ndarray]:
+        """Mean validation loss and confusion matrix over all workers' shards (one all-reduce)."""
+        n_classes = self.setup.n_classes
+        probs = self.predict(val.x)
         cm = np.zeros((n_classes, n_classes), np.int64)
-        n = len(val_y)
-        loss_sum = float(-np.log(np.clip(probs[np.arange(n), val_y], 1e-7, 1.0)).sum()) if n else 0.0
+        n = len(val.y)
+        loss_sum = float(-np.log(np.clip(probs[np.arange(n), val.y], 1e-7, 1.0)).sum()) if n else 0.0
         if n:
-            np.add.at(cm, (val_y, probs.argmax(1)), 1)
-        totals = _allreduce_sum(strategy, np.concatenate([cm.ravel(), [loss_sum * 1000.0]]).astype(np.float64))
+            np.add.at(cm, (val.y, probs.argmax(1)), 1)
+        totals = _allreduce_sum(self.strategy, np.concatenate([cm.ravel(), [loss_sum * 1000.0]]).astype(np.float64))
         cm = totals[:-1].reshape(n_classes, n_classes).astype(np.int64)
         n_val = max(cm.sum(), 1)
         return float(totals[-1] / 1000.0 / n_val), cm
 
+    # --- checkpoint ---
+
+    def write_checkpoint(self, state: dict[str, Any]) -> str:
+        """Everything a resumed run needs, in a new temporary directory (the caller deletes it)."""
+        ckpt_dir = tempfile.mkdtemp(prefix="scanlabel-ckpt-")
+        self.model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_WEIGHTS))
+        if self.best_weights is not None:
+            _save_arrays(os.path.join(ckpt_dir, CHECKPOINT_BEST), self.best_weights)
+        _save_arrays(os.path.join(ckpt_dir, CHECKPOINT_OPTIMIZER), [v.numpy() for v in self.optimizer.variables])
+        _save_arrays(
+            os.path.join(ckpt_dir, CHECKPOINT_MODEL_STATE), [v.numpy() for v in _model_state_variables(self.model)]
+        )
+        with open(os.path.join(ckpt_dir, CHECKPOINT_STATE), "w") as f:
+            json.dump(state, f)
+        return ckpt_dir
+
+    def use_best_weights(self) -> None:
+        if self.best_weights is not None:
+            _assign_all(self.model.weights, self.best_weights, "best weights")
+
+
+def _test_hook_worker_exit(
+    cfg: TrainConfig, epoch: int, step: int, steps: int, rank: int, world: int, log: Callable[[str], None]
+) -> None:
+    """``cfg.extra`` test hook: worker ``fail_rank`` exits mid-epoch ``fail_at_epoch``, once (see TrainConfig)."""
     fail_at = cfg.extra.get("fail_at_epoch")
     fail_marker = cfg.extra.get("fail_marker")
     fail_rank = int(cfg.extra.get("fail_rank", world - 1))
+    if not (fail_at == epoch + 1 and step == min(1, steps - 1) and rank == fail_rank and fail_marker):
+        return
+    if os.path.exists(fail_marker):  # once: the restarted worker must get through
+        return
+    with open(fail_marker, "w") as f:
+        f.write(f"rank {rank} exited in epoch {epoch + 1}\n")
+    log(f"[train] test hook: rank {rank} exits mid-epoch {epoch + 1}")
+    # Ray Train V2 collects reports by polling workers (every 2 s by default); a worker that dies sooner takes
+    # its unpolled epoch report, and so that checkpoint, with it.  Real epochs are far longer than that, so the
+    # hook waits for the poll before it dies.
+    time.sleep(float(cfg.extra.get("fail_delay_s", 5.0)))
+    os._exit(1)
 
+
+# --- the epoch loop -------------------------------------------------------------------------------------------
+
+
+def _train_epochs(
+    trainer: _Trainer,
+    state: dict[str, Any],
+    train_ds,
+    val: _ValShard,
+    start_epoch: int,
+    report: ReportFn | None,
+    log: Callable[[str], None],
+) -> str:
+    """Epochs from ``start_epoch`` on; returns ``"done"``, ``"stopped_early"`` or ``"paused"``."""
+    cfg = trainer.cfg
     iterator = iter(train_ds)
-    current_phase = None
-    train_step = opt = None
-    stopped_early = paused = False
     for epoch in range(start_epoch, cfg.epochs):
         phase = phase_of(cfg, epoch)
-        if phase != current_phase:
-            train_step, opt = make_phase(phase)
-            if saved_optimizer is not None and state["optimizer_phase"] == phase:
-                _assign_all(opt.variables, saved_optimizer, "optimizer state")
-            saved_optimizer = None
-            current_phase = phase
-        t0 = time.perf_counter()
-        loss_total = 0.0
-        train_cm = np.zeros((n_classes, n_classes), np.int64)
-        for step in range(steps):
-            if fail_at == epoch + 1 and step == min(1, steps - 1) and rank == fail_rank and fail_marker:
-                if not os.path.exists(fail_marker):  # once: the restarted worker must get through
-                    with open(fail_marker, "w") as f:
-                        f.write(f"rank {rank} exited in epoch {epoch + 1}\n")
-                    log(f"[train] test hook: rank {rank} exits mid-epoch {epoch + 1}")
-                    # Ray Train V2 collects reports by polling workers (every 2 s by default); a worker that dies
-                    # sooner takes its unpolled epoch report, and so that checkpoint, with it.  Real epochs are
-                    # far longer than that, so the hook waits for the poll before it dies.
-                    time.sleep(float(cfg.extra.get("fail_delay_s", 5.0)))
-                    os._exit(1)
-            x, y, w = next(iterator)
-            loss, cm = train_step(x, y, w)
-            loss_total += float(loss)
-            train_cm += cm.numpy()
-        elapsed = time.perf_counter() - t0
-        sync_non_trainable(strategy, model, world)
-        val_loss, val_cm = evaluate()
-        val_f1 = macro_f1_from_confusion(val_cm)
-        record = {
-            "epoch": epoch + 1,
-            "phase": phase,
-            "train_loss": loss_total / steps,
-            "train_macro_f1": macro_f1_from_confusion(train_cm),
-            "val_loss": val_loss,
-            "val_macro_f1": val_f1,
-            "val_accuracy": float(np.trace(val_cm) / max(val_cm.sum(), 1)),
-            "images_per_s": steps * global_batch / elapsed,
-            "epoch_s": elapsed,
-        }
-        state["history"].append(record)
-        state["epoch"] = epoch + 1
-        state["optimizer_phase"] = phase
-        if val_f1 > state["best_f1"] + 1e-9:
-            state["best_f1"], state["best_epoch"], state["stale"] = val_f1, epoch + 1, 0
-            best_weights = [w.numpy() for w in model.weights]
-        else:
-            state["stale"] += 1
-        stopped_early = state["stale"] >= cfg.patience and epoch + 1 < cfg.epochs
-        paused = (
-            not stopped_early
-            and cfg.stop_after_epoch is not None
-            and epoch + 1 >= cfg.stop_after_epoch
-            and epoch + 1 < cfg.epochs
-        )
-        if rank == 0:
+        trainer.enter_phase(phase, state["optimizer_phase"])
+        loss_total, train_cm, elapsed = trainer.train_epoch(epoch, iterator, log)
+        sync_non_trainable(trainer.strategy, trainer.model, trainer.world)
+        val_loss, val_cm = trainer.validate(val)
+        record = _epoch_record(epoch, phase, loss_total, train_cm, val_loss, val_cm, elapsed, trainer.setup)
+        _update_state(state, trainer, record)
+        outcome = _epoch_outcome(cfg, state, epoch)
+        if trainer.rank == 0:
             log(
                 f"[train] epoch {epoch + 1}/{cfg.epochs} {phase:9s} loss={record['train_loss']:.4f} "
-                f"train_f1={record['train_macro_f1']:.3f} val_loss={val_loss:.4f} val_macro_f1={val_f1:.3f} "
-                f"{record['images_per_s']:.1f} img/s"
+                f"train_f1={record['train_macro_f1']:.3f} val_loss={val_loss:.4f} "
+                f"val_macro_f1={record['val_macro_f1']:.3f} {record['images_per_s']:.1f} img/s"
             )
         if report is not None:
-            ckpt_dir = None
-            if rank == 0:
-                ckpt_dir = tempfile.mkdtemp(prefix="scanlabel-ckpt-")
-                model.save_weights(os.path.join(ckpt_dir, CHECKPOINT_WEIGHTS))
-                if best_weights is not None:
-                    _save_arrays(os.path.join(ckpt_dir, CHECKPOINT_BEST), best_weights)
-                _save_arrays(os.path.join(ckpt_dir, CHECKPOINT_OPTIMIZER), [v.numpy() for v in opt.variables])
-                _save_arrays(
-                    os.path.join(ckpt_dir, CHECKPOINT_MODEL_STATE), [v.numpy() for v in _model_state_variables(model)]
-                )
-                with open(os.path.join(ckpt_dir, CHECKPOINT_STATE), "w") as f:
-                    json.dump(state, f)
-            done = stopped_early or paused or epoch + 1 == cfg.epochs
-            status = "paused" if paused else ("final" if done else "running")
-            try:
-                report({**record, "status": status}, ckpt_dir)
-            finally:
-                if ckpt_dir:
-                    shutil.rmtree(ckpt_dir, ignore_errors=True)
-        if stopped_early:
-            if rank == 0:
+            _report_epoch(trainer, state, record, outcome, report)
+        if outcome == "stopped_early":
+            if trainer.rank == 0:
                 log(f"[train] early stop: no val macro-F1 gain for {cfg.patience} epochs")
-            break
-        if paused:
-            if rank == 0:
+            return outcome
+        if outcome == "paused":
+            if trainer.rank == 0:
                 log(
                     f"[train] paused after epoch {epoch + 1}/{cfg.epochs} (stop_after_epoch): the checkpoint is "
                     "kept; continue with --resume"
                 )
-            break
+            return outcome
+    return "done"
 
-    summary: dict[str, Any] = {
+
+def _epoch_record(
+    epoch: int,
+    phase: str,
+    loss_total: float,
+    train_cm: np.ndarray,
+    val_loss: float,
+    val_cm: np.ndarray,
+    elapsed: float,
+    setup: _Setup,
+) -> dict[str, Any]:
+    """One entry of the training history (what ``report`` receives and ``training.json`` keeps)."""
+    return {
+        "epoch": epoch + 1,
+        "phase": phase,
+        "train_loss": loss_total / setup.steps,
+        "train_macro_f1": macro_f1_from_confusion(train_cm),
+        "val_loss": val_loss,
+        "val_macro_f1": macro_f1_from_confusion(val_cm),
+        "val_accuracy": float(np.trace(val_cm) / max(val_cm.sum(), 1)),
+        "images_per_s": setup.steps * setup.global_batch / elapsed,
+        "epoch_s": elapsed,
+    }
+
+
+def _update_state(state: dict[str, Any], trainer: _Trainer, record: dict[str, Any]) -> None:
+    """Append the epoch to the history and keep the best weights (by validation macro-F1)."""
+    state["history"].append(record)
+    state["epoch"] = record["epoch"]
+    state["optimizer_phase"] = record["phase"]
+    if record["val_macro_f1"] > state["best_f1"] + 1e-9:
+        state["best_f1"], state["best_epoch"], state["stale"] = record["val_macro_f1"], record["epoch"], 0
+        trainer.best_weights = [w.numpy() for w in trainer.model.weights]
+    else:
+        state["stale"] += 1
+
+
+def _epoch_outcome(cfg: TrainConfig, state: dict[str, Any], epoch: int) -> str:
+    """``running``, ``done`` (last epoch), ``stopped_early`` (patience ran out) or ``paused`` (stop_after_epoch)."""
+    last = epoch + 1 == cfg.epochs
+    if state["stale"] >= cfg.patience and not last:
+        return "stopped_early"
+    if cfg.stop_after_epoch is not None and epoch + 1 >= cfg.stop_after_epoch and not last:
+        return "paused"
+    return "done" if last else "running"
+
+
+def _report_epoch(
+    trainer: _Trainer, state: dict[str, Any], record: dict[str, Any], outcome: str, report: ReportFn
+) -> None:
+    """Every worker reports the epoch; rank 0 attaches a checkpoint, deleted once ``report`` returns."""
+    ckpt_dir = trainer.write_checkpoint(state) if trainer.rank == 0 else None
+    status = {"paused": "paused", "running": "running"}.get(outcome, "final")
+    try:
+        report({**record, "status": status}, ckpt_dir)
+    finally:
+        if ckpt_dir:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def _summary(state: dict[str, Any], outcome: str, setup: _Setup) -> dict[str, Any]:
+    return {
         "history": state["history"],
         "best_epoch": state["best_epoch"],
         "best_val_macro_f1": state["best_f1"],
-        "stopped_early": stopped_early,
-        "paused": paused,
+        "stopped_early": outcome == "stopped_early",
+        "paused": outcome == "paused",
         "resumes": state["resumes"],
-        "classes": classes,
-        "unmapped_labels": rows.unmapped,
+        "classes": setup.classes,
+        "unmapped_labels": setup.rows.unmapped,
     }
-    if paused:
-        return summary
-    if best_weights is not None:
-        _assign_all(model.weights, best_weights, "best weights")
-    # Data parallelism is only correct if every replica ends with the same weights: check, record, and refuse
-    # to publish a bundle otherwise.
-    mine = np.zeros(world, np.float64)
-    mine[rank] = weights_digest(model)
-    digests = [int(d) for d in _allreduce_sum(strategy, mine)]
-    summary["replica_weight_digests"] = digests
+
+
+# --- after training: replica check, validation predictions -------------------------------------------------
+
+
+def _check_replicas_agree(trainer: _Trainer) -> list[int]:
+    """Data parallelism is only correct if every replica ends with the same weights: check, record, and refuse
+    to publish a bundle otherwise."""
+    mine = np.zeros(trainer.world, np.float64)
+    mine[trainer.rank] = weights_digest(trainer.model)
+    digests = [int(d) for d in _allreduce_sum(trainer.strategy, mine)]
     if len(set(digests)) != 1:
         raise RuntimeError(f"replicas diverged: weight digests {digests}")
+    return digests
 
-    # Held-out predictions of the published (best) weights: each worker fills the rows of its shard, one sum
-    # gathers them on every worker, rank 0 writes the report.  Error codes travel as 1-based indices.
-    n_val = len(val_rows)
+
+def _gather_validation(trainer: _Trainer, val: _ValShard, n_val: int) -> tuple[np.ndarray, list[str | None]]:
+    """Held-out predictions of the published (best) weights for the whole split, on every worker.
+
+    Each worker fills the rows of its shard and one sum gathers them; error codes travel as 1-based indices.
+    Returns ``(probabilities, codes)`` in split order; a row that failed to decode has zero probabilities.
+    """
+    n_classes, rank, world = trainer.setup.n_classes, trainer.rank, trainer.world
     gathered = np.zeros((n_val, n_classes + 1), np.float64)
     my_index = np.arange(rank, n_val, world)
-    if len(val_kept):
-        gathered[my_index[val_kept], :n_classes] = predict_all(val_x)
-    for i, code in enumerate(val_codes):
+    if len(val.kept):
+        gathered[my_index[val.kept], :n_classes] = trainer.predict(val.x)
+    for i, code in enumerate(val.codes):
         if code:
             gathered[my_index[i], n_classes] = errors.ALL_CODES.index(code) + 1
-    gathered = _allreduce_sum(strategy, gathered.ravel()).reshape(n_val, n_classes + 1)
+    gathered = _allreduce_sum(trainer.strategy, gathered.ravel()).reshape(n_val, n_classes + 1)
+    code_idx = [int(round(c)) for c in gathered[:, n_classes]]
+    return gathered[:, :n_classes], [errors.ALL_CODES[c - 1] if c else None for c in code_idx]
 
-    if rank == 0:
-        from core.metrics import compute_metrics
 
-        report_rows = []
-        for i in range(n_val):
-            code_idx = int(round(gathered[i, n_classes]))
-            probs = gathered[i, :n_classes]
-            pred = None if code_idx else classes[int(probs.argmax())]
-            report_rows.append(
-                {
-                    "image_id": val_rows.image_ids[i],
-                    "uri": val_rows.uris[i],
-                    "true": classes[val_rows.labels[i]],
-                    "pred": pred,
-                    "confidence": None if code_idx else float(probs.max()),
-                    "status": "error" if code_idx else "ok",
-                    "error": errors.ALL_CODES[code_idx - 1] if code_idx else None,
-                }
-            )
-        failed = [r["error"] for r in report_rows if r["error"]]
-        val_metrics = compute_metrics([r["true"] for r in report_rows], [r["pred"] for r in report_rows], classes)
-        training_info = {
-            "backbone": cfg.backbone,
-            "weights_source": cfg.weights if cfg.pretrained else "none",
-            "manifest": cfg.manifest,
-            "manifest_sha256": _fingerprint(cfg.manifest),
-            "label_map": cfg.label_map,
-            "class_counts": {"train": train_rows.class_counts(), "val": val_rows.class_counts()},
-            "unmapped_labels": rows.unmapped,
-            "val_decode_failures": {c: failed.count(c) for c in sorted(set(failed))},
-            "validation": {k: val_metrics[k] for k in ("n", "n_unlabeled", "accuracy", "macro_f1")},
-            "hyperparameters": {
-                **cfg.to_dict(),
-                "image_size": size,
-                "global_batch": global_batch,
-                "lr": lr,
-                "workers": world,
-                "steps_per_epoch": steps,
-            },
-            "history": state["history"],
-            "best_epoch": state["best_epoch"],
-            "best_val_macro_f1": state["best_f1"],
-            "stopped_early": stopped_early,
-            "resumes": state["resumes"],
-            "versions": package_versions(),
-            "replica_weight_digests": digests,
-            "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "method": "sha256(seed:image_id)"},
-            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        extra = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                from core.curves import plot_training_curves
+# --- bundle ---------------------------------------------------------------------------------------------------
 
-                curves = os.path.join(tmp, "training_curves.png")
-                plot_training_curves(state["history"], curves)
-                extra["training_curves.png"] = curves
-            except ImportError:
-                pass
-            # The saved model must not carry the mixed-precision policy into float32 inference.
-            keras.mixed_precision.set_global_policy("float32")
-            summary["model_id"] = save_bundle(cfg.out, model, classes, pre, training_info, extra)
-        val_metrics.update(
-            {"model_id": summary["model_id"], "split": "validation", "manifest": cfg.manifest, "bundle": cfg.out}
+
+def _validation_rows(setup: _Setup, probs: np.ndarray, codes: list[str | None]) -> list[dict[str, Any]]:
+    """The validation split as report rows (the shape ``scanlabel evaluate`` reports)."""
+    classes, val_rows = setup.classes, setup.val_rows
+    rows = []
+    for i in range(len(val_rows)):
+        code = codes[i]
+        rows.append(
+            {
+                "image_id": val_rows.image_ids[i],
+                "uri": val_rows.uris[i],
+                "true": classes[val_rows.labels[i]],
+                "pred": None if code else classes[int(probs[i].argmax())],
+                "confidence": None if code else float(probs[i].max()),
+                "status": "error" if code else "ok",
+                "error": code,
+            }
         )
-        _write_validation_report(
-            cfg.out, val_metrics, report_rows, f"scanlabel validation split — {summary['model_id']}"
-        )
-        summary["bundle"] = cfg.out
-        summary["validation"] = training_info["validation"]
-        log(
-            f"[train] bundle written to {cfg.out} (model_id={summary['model_id']}; validation accuracy "
-            f"{val_metrics['accuracy']:.3f}, macro-F1 {val_metrics['macro_f1']:.3f})"
-        )
-    return summary
+    return rows
+
+
+def _training_info(
+    trainer: _Trainer, state: dict[str, Any], outcome: str, val_metrics: dict[str, Any], failed: list[str], digests
+) -> dict[str, Any]:
+    """``training.json``: what produced the bundle (data fingerprint, split, hyperparameters, history, versions)."""
+    cfg, setup = trainer.cfg, trainer.setup
+    return {
+        "backbone": cfg.backbone,
+        "weights_source": cfg.weights if cfg.pretrained else "none",
+        "manifest": cfg.manifest,
+        "manifest_sha256": _fingerprint(cfg.manifest),
+        "label_map": cfg.label_map,
+        "class_counts": {"train": setup.train_rows.class_counts(), "val": setup.val_rows.class_counts()},
+        "unmapped_labels": setup.rows.unmapped,
+        "val_decode_failures": {c: failed.count(c) for c in sorted(set(failed))},
+        "validation": {k: val_metrics[k] for k in ("n", "n_unlabeled", "accuracy", "macro_f1")},
+        "hyperparameters": {
+            **cfg.to_dict(),
+            "image_size": setup.size,
+            "global_batch": setup.global_batch,
+            "lr": setup.lr,
+            "workers": trainer.world,
+            "steps_per_epoch": setup.steps,
+        },
+        "history": state["history"],
+        "best_epoch": state["best_epoch"],
+        "best_val_macro_f1": state["best_f1"],
+        "stopped_early": outcome == "stopped_early",
+        "resumes": state["resumes"],
+        "versions": package_versions(),
+        "replica_weight_digests": digests,
+        "split": {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "method": "sha256(seed:image_id)"},
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _publish(
+    trainer: _Trainer,
+    state: dict[str, Any],
+    outcome: str,
+    val_probs: np.ndarray,
+    val_codes: list[str | None],
+    summary: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """Rank 0: write the bundle (model, classes, preprocessing, training.json, curves), then its validation report."""
+    import keras
+
+    from core.bundle import save_bundle
+    from core.metrics import compute_metrics
+
+    cfg, setup = trainer.cfg, trainer.setup
+    report_rows = _validation_rows(setup, val_probs, val_codes)
+    failed = [r["error"] for r in report_rows if r["error"]]
+    val_metrics = compute_metrics([r["true"] for r in report_rows], [r["pred"] for r in report_rows], setup.classes)
+    training_info = _training_info(trainer, state, outcome, val_metrics, failed, summary["replica_weight_digests"])
+    extra = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            from core.curves import plot_training_curves
+
+            curves = os.path.join(tmp, "training_curves.png")
+            plot_training_curves(state["history"], curves)
+            extra["training_curves.png"] = curves
+        except ImportError:
+            pass
+        # The saved model must not carry the mixed-precision policy into float32 inference.
+        keras.mixed_precision.set_global_policy("float32")
+        summary["model_id"] = save_bundle(cfg.out, trainer.model, setup.classes, setup.pre, training_info, extra)
+    val_metrics.update(
+        {"model_id": summary["model_id"], "split": "validation", "manifest": cfg.manifest, "bundle": cfg.out}
+    )
+    _write_validation_report(cfg.out, val_metrics, report_rows, f"scanlabel validation split — {summary['model_id']}")
+    summary["bundle"] = cfg.out
+    summary["validation"] = training_info["validation"]
+    log(
+        f"[train] bundle written to {cfg.out} (model_id={summary['model_id']}; validation accuracy "
+        f"{val_metrics['accuracy']:.3f}, macro-F1 {val_metrics['macro_f1']:.3f})"
+    )
