@@ -9,6 +9,7 @@ commits results as whole part files, so a killed run loses at most its uncommitt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ from core.dataset import read_manifest
 from core.errors import ManifestError
 from core.header_map import load_header_map
 from core.labeling import BatchClassifier, decode_batch
+from core.lease import DEFAULT_TIMEOUT_S as LEASE_TIMEOUT_S
+from core.lease import DatasetLease
 
 log_ = logging.getLogger("scanlabel.label")
 
@@ -55,6 +58,8 @@ class LabelOptions:
     header_map: str | None = None
     keep_columns: tuple[str, ...] = ()
     max_error_rate: float | None = None
+    wait_for_lease_s: float = 0.0  # another run holds the dataset: wait this long for it, then exit 5
+    lease_timeout_s: float = LEASE_TIMEOUT_S  # this run's lease goes stale this long after its last heartbeat
 
 
 @dataclass
@@ -139,9 +144,10 @@ class Prepared:
     compacted: int
     header_map: dict[str, str]
     keep_schema: pa.Schema
+    lease: DatasetLease | None = None  # held from before compaction to the end of the run
 
 
-def prepare(opts: LabelOptions) -> Prepared:
+def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=print) -> Prepared:
     access.validate_roots(opts.allowed_roots)  # a mistyped root must fail the job, not every row
     mapping = load_header_map(opts.header_map)
     bundle = load_bundle(opts.model)
@@ -152,13 +158,25 @@ def prepare(opts: LabelOptions) -> Prepared:
     keep_schema = pa.schema([table.schema.field(c) for c in opts.keep_columns])
     schema.labels_schema(keep_schema)  # refuses names that collide with label columns
     manifest = table.select([schema.URI, schema.IMAGE_ID, *opts.keep_columns])
+    # One writer at a time (core/lease.py): taken before compaction and planning, so a run that waited plans
+    # against what the previous holder committed; `held` releases it however the run ends.
+    lease = held.enter_context(_take_lease(opts, log)) if held is not None else None
     compacted = 0
     if storage.exists(opts.out):
         labels_store.remove_stale_temporaries(opts.out)
-        compacted = labels_store.compact(opts.out)
+        compacted = labels_store.compact(opts.out, _lease_check(lease))
     existing = labels_store.existing_keys(opts.out)
     plan = labels_store.plan(manifest, existing, bundle.model_id, relabel=opts.relabel, retry_errors=opts.retry_errors)
-    return Prepared(bundle, manifest, plan, compacted, mapping, keep_schema)
+    return Prepared(bundle, manifest, plan, compacted, mapping, keep_schema, lease=lease)
+
+
+def _take_lease(opts: LabelOptions, log) -> DatasetLease:
+    return DatasetLease(opts.out, timeout_s=opts.lease_timeout_s, log=log).acquire(opts.wait_for_lease_s)
+
+
+def _lease_check(lease: DatasetLease | None):
+    """What commits call first: raises LeaseLost once another run has taken the dataset over."""
+    return lease.check if lease is not None else None
 
 
 def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
@@ -239,8 +257,15 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
 
 
 def run_label(opts: LabelOptions, log=print) -> LabelSummary:
+    """Label under the dataset's lease (core/lease.py): taken once the inputs are checked, released however the
+    run ends (raises LeaseHeld when another live run holds it past ``wait_for_lease_s``)."""
+    with contextlib.ExitStack() as held:
+        return _run_label(opts, log, held)
+
+
+def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSummary:
     t_start = time.perf_counter()
-    prep = prepare(opts)
+    prep = prepare(opts, held, log)
     bundle, plan = prep.bundle, prep.plan
     summary = LabelSummary(bundle.model_id, prep.manifest.num_rows, plan.todo.num_rows, already_ok=plan.already_ok)
     summary.carried_errors, summary.compacted = plan.permanent_errors, prep.compacted
@@ -259,7 +284,11 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
     ds, n_actors, gpus_per_actor = build_dataset(opts, plan.todo, bundle, prep.header_map)
     log(f"[label] {n_actors} model actor(s), {gpus_per_actor} GPU each, batch {opts.batch_size}")
     writer = labels_store.PartWriter(
-        opts.out, uuid.uuid4().hex[:12], opts.rows_per_file, schema.labels_schema(prep.keep_schema)
+        opts.out,
+        prep.lease.run_id if prep.lease else uuid.uuid4().hex[:12],
+        opts.rows_per_file,
+        schema.labels_schema(prep.keep_schema),
+        guard=_lease_check(prep.lease),
     )
     per_label: Counter = Counter()
     errs: Counter = Counter()
@@ -285,7 +314,7 @@ def run_label(opts: LabelOptions, log=print) -> LabelSummary:
                 f"{summary.done / (now - t0):.1f} img/s, failed {summary.failed}, committed {writer.committed_rows}"
             )
     writer.flush()
-    summary.compacted += labels_store.compact(opts.out)
+    summary.compacted += labels_store.compact(opts.out, _lease_check(prep.lease))
     summary.seconds = time.perf_counter() - t_start
     summary.images_per_s = summary.done / max(time.perf_counter() - t0, 1e-9)
     summary.per_label, summary.errors, summary.files = dict(per_label), dict(errs), writer.files

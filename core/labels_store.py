@@ -4,13 +4,23 @@ Labels are keyed by (``image_id``, ``model_id``).  Part files are written under 
 renamed into place (a single PUT on object stores), so readers never see half a file.  A run that dies between
 writing a replacement row and removing the row it supersedes leaves a duplicate; :func:`compact` removes such
 duplicates (newest row wins) and runs at the start and the end of every job, so the dataset heals itself.
+
+Compaction decides on content, never on positions: per duplicated key it picks one winning row identity
+(``labeled_at``, part file name, and a hash of the row's content where those tie), and each part file it
+rewrites is re-read right before the rewrite and filtered by that identity.  A row is therefore removed only
+when a strictly newer row of its key was seen, so however compactions and writers interleave (two runs, a
+zombie run that lost its lease), the newest row of every key survives.  The writer-side discipline (one run
+at a time) is the lease in ``core/lease.py``, whose docstring states the whole commit protocol.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +45,21 @@ def _fragments(out: str) -> list[tuple[str, pa.Table]]:
         for f in fs.get_file_info(selector)
         if f.type == pafs.FileType.File and f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_"))
     )
-    return [(p, pq.read_table(p, filesystem=fs, columns=KEY_COLUMNS)) for p in files]
+    parts = []
+    for p in files:
+        table = _read_if_present(fs, p, KEY_COLUMNS)
+        if table is not None:  # a concurrent compaction may delete a file between listing and reading
+            parts.append((p, table))
+    return parts
+
+
+def _read_if_present(fs: pafs.FileSystem, path: str, columns: list[str] | None = None) -> pa.Table | None:
+    try:
+        return pq.read_table(path, filesystem=fs, columns=columns)
+    except (FileNotFoundError, OSError):
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return None
+        raise
 
 
 def existing_keys(out: str) -> pa.Table:
@@ -87,9 +111,15 @@ class PartWriter:
     """Buffers label rows and commits them as whole Parquet part files."""
 
     def __init__(
-        self, out: str, run_id: str | None = None, rows_per_file: int = 10_000, schema: pa.Schema | None = None
+        self,
+        out: str,
+        run_id: str | None = None,
+        rows_per_file: int = 10_000,
+        schema: pa.Schema | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.out = str(out)
+        self.guard = guard  # runs before each commit: a run that lost the dataset's lease stops committing
         self.schema = schema or LABELS_SCHEMA
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.rows_per_file = rows_per_file
@@ -109,6 +139,8 @@ class PartWriter:
     def flush(self) -> None:
         if not self._buffered:
             return
+        if self.guard is not None:
+            self.guard()
         table = pa.concat_tables(self._buffer).cast(self.schema)
         name = f"part-{self.run_id}-{self._seq:05d}.parquet"
         storage.write_bytes_atomic(storage.join(self.out, name), _table_bytes(table))
@@ -119,7 +151,8 @@ class PartWriter:
 
 
 def remove_stale_temporaries(out: str) -> int:
-    """Delete hidden temporaries a killed run left behind (one labeling run per output directory at a time)."""
+    """Delete hidden temporaries a killed run left behind; only the lease holder calls this (core/lease.py), so
+    no live writer's temporary is removed under it."""
     fs, path = storage.resolve(out)
     removed = 0
     for f in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
@@ -129,47 +162,142 @@ def remove_stale_temporaries(out: str) -> int:
     return removed
 
 
-def compact(out: str) -> int:
-    """Remove duplicate (image_id, model_id) rows, keeping the newest; returns how many rows were dropped.
+@dataclass(frozen=True)
+class _Winner:
+    labeled_at: int  # microseconds since the epoch
+    file: str  # part file base name
+    digest: str | None  # content hash, only where labeled_at and file tie
 
-    Only part files holding a losing row are rewritten, each atomically.
-    """
+
+@dataclass
+class CompactionPlan:
+    """The winning row identity of every duplicated key, and the part files holding a losing row."""
+
+    winners: dict[tuple[str, str], _Winner] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def _row_digest(table: pa.Table, i: int) -> str:
+    row = table.slice(i, 1).to_pylist()[0]
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def plan_compaction(out: str) -> CompactionPlan:
+    """Decide, from one listing, which row of each duplicated (image_id, model_id) wins: the newest
+    ``labeled_at``, then the greatest part file name, then the greatest content hash (a total order that does
+    not depend on where a row sits, so every compactor that sees the same rows picks the same winner)."""
     keys = existing_keys(out)
     if keys.num_rows == 0:
-        return 0
+        return CompactionPlan()
     key = pc.binary_join_element_wise(keys.column(schema.IMAGE_ID), keys.column("model_id"), "\x1f")
-    if pc.count_distinct(key).as_py() == keys.num_rows:
-        return 0
-    indexed = keys.append_column("_key", key).append_column("_row", pa.array(range(keys.num_rows)))
-    ordered = indexed.sort_by([("_key", "ascending"), ("labeled_at", "descending"), ("_file", "descending")])
-    keys_sorted = ordered.column("_key").to_pylist()
-    losers_by_file: dict[str, set[int]] = {}
-    files = ordered.column("_file").to_pylist()
-    # row number within its own file
-    within: list[int] = []
-    counter: dict[str, int] = {}
-    for f in indexed.column("_file").to_pylist():
-        within.append(counter.get(f, 0))
-        counter[f] = counter.get(f, 0) + 1
-    rows = ordered.column("_row").to_pylist()
-    prev = None
-    for k, f, r in zip(keys_sorted, files, rows, strict=True):
-        if k == prev:
-            losers_by_file.setdefault(f, set()).add(within[r])
-        prev = k
+    counts = pa.table({"k": key}).group_by("k").aggregate([("k", "count")])
+    dup_keys = counts.filter(pc.greater(counts.column("k_count"), 1)).column("k")
+    if len(dup_keys) == 0:
+        return CompactionPlan()
+    dups = keys.filter(pc.is_in(key, dup_keys))
+    ids = dups.column(schema.IMAGE_ID).to_pylist()
+    mids = dups.column("model_id").to_pylist()
+    ats = dups.column("labeled_at").cast(pa.int64()).to_pylist()
+    paths = dups.column("_file").to_pylist()
+    bases = [p.rsplit("/", 1)[-1] for p in paths]
+    ident = list(zip(ids, mids, ats, bases, strict=True))
+    seen: dict[tuple, int] = {}
+    for x in ident:
+        seen[x] = seen.get(x, 0) + 1
+    digests: list[str | None] = [None] * len(ident)
+    tied = {x for x, n in seen.items() if n > 1}  # same key, time and file: only the content can decide
+    if tied:
+        fs, _ = storage.resolve(out)
+        for path in sorted({p for x, p in zip(ident, paths, strict=True) if x in tied}):
+            full = _read_if_present(fs, path)
+            if full is None:
+                continue
+            base = path.rsplit("/", 1)[-1]
+            f_ids = full.column(schema.IMAGE_ID).to_pylist()
+            f_mids = full.column("model_id").to_pylist()
+            f_ats = full.column("labeled_at").cast(pa.int64()).to_pylist()
+            pending = [n for n, x in enumerate(ident) if x in tied and paths[n] == path]
+            by_ident: dict[tuple, list[str]] = {}
+            for r in range(full.num_rows):
+                x = (f_ids[r], f_mids[r], f_ats[r], base)
+                if x in tied:
+                    by_ident.setdefault(x, []).append(_row_digest(full, r))
+            for x, ds in by_ident.items():
+                ds.sort()
+                slots = [n for n in pending if ident[n] == x]
+                for n, d in zip(slots, ds, strict=False):
+                    digests[n] = d
+    winners: dict[tuple[str, str], tuple] = {}
+    for n, (i, m, at, base) in enumerate(ident):
+        cand = (at, base, digests[n] or "")
+        if (i, m) not in winners or cand > winners[(i, m)]:
+            winners[(i, m)] = cand
+    files = set()
+    for n, (i, m, at, base) in enumerate(ident):
+        w = winners[(i, m)]
+        if (at, base) != w[:2] or seen[ident[n]] > 1:
+            files.add(paths[n])  # holds a losing row (or several rows tied with the winner)
+    plan = CompactionPlan(
+        {k: _Winner(at, base, d or None) for k, (at, base, d) in winners.items()},
+        sorted(files),
+    )
+    return plan
+
+
+def apply_compaction(out: str, plan: CompactionPlan, guard: Callable[[], None] | None = None) -> int:
+    """Rewrite each planned part file from a fresh read, keeping every row that is not a planned loser.
+
+    Rows are matched by identity, so a file another compactor rewrote in the meantime is filtered correctly
+    (rows are never added to an existing part file, so a fresh read holds only rows the plan has seen); a file
+    left with no row is deleted.  ``guard`` runs before each change (the lease check of a labeling run).
+    """
     fs, _ = storage.resolve(out)
     dropped = 0
-    for path, losers in losers_by_file.items():
-        table = pq.read_table(path, filesystem=fs)
-        keep = pa.array([i not in losers for i in range(table.num_rows)])
-        kept = table.filter(keep)
+    for path in plan.files:
+        table = _read_if_present(fs, path)
+        if table is None:
+            continue  # another compactor emptied it: its rows lost to rows that still exist
+        base = path.rsplit("/", 1)[-1]
+        ids = table.column(schema.IMAGE_ID).to_pylist()
+        mids = table.column("model_id").to_pylist()
+        ats = table.column("labeled_at").cast(pa.int64()).to_pylist()
+        kept_winner: set[tuple[str, str]] = set()
+        keep = []
+        for r in range(table.num_rows):
+            k = (ids[r], mids[r])
+            w = plan.winners.get(k)
+            ok = w is None or (
+                (ats[r], base) == (w.labeled_at, w.file)
+                and k not in kept_winner
+                and (w.digest is None or _row_digest(table, r) == w.digest)
+            )
+            if ok and w is not None:
+                kept_winner.add(k)
+            keep.append(ok)
+        kept = table.filter(pa.array(keep, pa.bool_()))
+        if kept.num_rows == table.num_rows:
+            continue
+        if guard is not None:
+            guard()
         dropped += table.num_rows - kept.num_rows
         uri = f"{out.split('://')[0]}://{path}" if storage.is_remote(out) else path
         if kept.num_rows:
             storage.write_bytes_atomic(uri, _table_bytes(kept))
         else:
-            fs.delete_file(path)
+            try:
+                fs.delete_file(path)
+            except FileNotFoundError:
+                pass
     return dropped
+
+
+def compact(out: str, guard: Callable[[], None] | None = None) -> int:
+    """Remove duplicate (image_id, model_id) rows, keeping the newest; returns how many rows were dropped.
+
+    Only part files holding a losing row are rewritten, each atomically, each from a fresh read (see
+    :func:`apply_compaction`), so this is safe against a concurrent writer or compactor.
+    """
+    return apply_compaction(out, plan_compaction(out), guard)
 
 
 def read_labels(out: str, columns: list[str] | None = None) -> pa.Table:

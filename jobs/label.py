@@ -45,6 +45,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="exit non-zero (after writing) when more than this fraction of rows fail",
     )
+    add_lease_arguments(p)
+
+
+def add_lease_arguments(p: argparse.ArgumentParser) -> None:
+    """One run at a time per labels dataset (core/lease.py); a second run exits 5 unless told to wait."""
+    from core.lease import DEFAULT_TIMEOUT_S
+
+    p.add_argument(
+        "--wait-for-lease",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="when another run holds the labels dataset, wait up to this long for it (then plan against what it "
+        "committed) instead of exiting at once with code 5 (default 0: exit)",
+    )
+    p.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="this run's lease is stale (taken over by the next run) this long after its last heartbeat; "
+        f"heartbeats every timeout/4 (default {DEFAULT_TIMEOUT_S:.0f})",
+    )
 
 
 def options_from_args(args: argparse.Namespace):
@@ -68,17 +91,24 @@ def options_from_args(args: argparse.Namespace):
         header_map=args.header_map,
         keep_columns=tuple(c.strip() for c in args.keep_columns.split(",") if c.strip()),
         max_error_rate=args.max_error_rate,
+        wait_for_lease_s=args.wait_for_lease,
+        lease_timeout_s=args.lease_timeout,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from cluster.label import ErrorRateExceeded, run_label
+    from core.lease import EXIT_CODE as LEASE_EXIT_CODE
+    from core.lease import LeaseHeld, LeaseLost
 
     try:
         run_label(options_from_args(args))
     except ErrorRateExceeded as e:
         print(f"scanlabel: error: {e}", file=sys.stderr)
         return 3
+    except (LeaseHeld, LeaseLost) as e:
+        print(f"scanlabel: error: {e}", file=sys.stderr)
+        return LEASE_EXIT_CODE
     return 0
 
 
