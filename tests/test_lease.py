@@ -1,0 +1,212 @@
+"""The labels-dataset lease on real stores (local folder, moto's S3 server) and on real label runs.
+
+Crashes and stalls are real: a holder is a separate process that is SIGKILLed (crash) or SIGSTOPped (a run
+that stops heartbeating but later wakes up: a zombie), never a flag flipped inside the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from core import lease
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(params=["local", "s3"])
+def dataset(request, tmp_path):
+    """A fresh labels-dataset location on each store."""
+    if request.param == "local":
+        return str(tmp_path / "labels")
+    request.getfixturevalue("s3_server")
+    import boto3
+
+    bucket = f"lease-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/labels"
+
+
+def _holder_process(out: str, timeout_s: float, then: str) -> subprocess.Popen:
+    """Another process takes the lease, prints its run id, then runs ``then``."""
+    code = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from core import lease
+        held = lease.take({out!r}, timeout_s={timeout_s})
+        print(held.run_id, flush=True)
+        {then}
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+
+
+def test_exclusive_take_names_the_holder_and_release_frees_it(dataset):
+    first = lease.take(dataset, run_id="run-first", timeout_s=30)
+    with pytest.raises(lease.LeaseHeld) as refused:
+        lease.take(dataset, run_id="run-second", timeout_s=30)
+    message = str(refused.value)
+    assert "run-first" in message and os.uname().nodename in message and "last heartbeat" in message
+    assert refused.value.holder.run_id == "run-first" and refused.value.holder.pid == os.getpid()
+    first.release()
+    assert lease.DatasetLease(dataset).current().state == "released"
+    lines: list[str] = []
+    second = lease.take(dataset, run_id="run-second", timeout_s=30, log=lines.append)
+    assert second.took_over is None and not [x for x in lines if "took over" in x]
+    assert second.current().run_id == "run-second"
+    second.release()
+
+
+def test_renew_moves_the_heartbeat_and_the_heartbeat_thread_keeps_a_short_lease_alive(dataset):
+    with lease.take(dataset, run_id="beating", timeout_s=1.2) as held:
+        before = held.current()
+        held.renew()
+        after = held.current()
+        assert after.generation == before.generation + 1 and after.heartbeat_at >= before.heartbeat_at
+        time.sleep(3.0)  # 2.5 timeouts: without the heartbeat thread the lease would be stale by now
+        now = held.current()
+        assert now.run_id == "beating" and now.generation >= after.generation + 3
+        assert not now.free(time.time())
+        with pytest.raises(lease.LeaseHeld):
+            lease.take(dataset, run_id="intruder", timeout_s=1.2)
+        held.check()  # still ours
+    assert lease.DatasetLease(dataset).current().state == "released"
+
+
+def test_context_manager_releases_on_failure(dataset):
+    with pytest.raises(RuntimeError, match="boom"):
+        with lease.take(dataset, run_id="failing", timeout_s=30):
+            raise RuntimeError("boom")
+    nxt = lease.take(dataset, run_id="next", timeout_s=30)
+    assert nxt.took_over is None
+    nxt.release()
+
+
+def test_crashed_holder_is_taken_over_after_its_timeout_with_a_log_line(dataset):
+    proc = _holder_process(dataset, 1.5, "os.kill(os.getpid(), 9)")
+    dead_id = proc.stdout.readline().strip()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and dead_id
+    lines: list[str] = []
+    t0 = time.monotonic()
+    nxt = lease.take(dataset, run_id="rescuer", timeout_s=30, wait_s=30, log=lines.append)
+    try:
+        assert nxt.took_over is not None and nxt.took_over.run_id == dead_id
+        takeover = [x for x in lines if "took over the stale lease" in x]
+        assert takeover and dead_id in takeover[0] and "last heartbeat" in takeover[0]
+        assert time.monotonic() - t0 < 25
+        assert nxt.current().run_id == "rescuer"
+    finally:
+        nxt.release()
+
+
+def test_stale_lease_is_refused_before_its_timeout_without_wait(dataset):
+    proc = _holder_process(dataset, 20, "os.kill(os.getpid(), 9)")
+    dead_id = proc.stdout.readline().strip()
+    proc.wait(timeout=60)
+    with pytest.raises(lease.LeaseHeld, match=dead_id):  # its heartbeat is seconds old: not stale yet
+        lease.take(dataset, run_id="impatient", timeout_s=30)
+
+
+def test_a_holder_that_stalled_past_its_timeout_learns_it_lost_the_lease(dataset):
+    proc = _holder_process(
+        dataset,
+        1.0,
+        textwrap.dedent(
+            """
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                time.sleep(0.05)
+                try:
+                    held.check()
+                except lease.LeaseLost as e:
+                    print("LOST", e, flush=True)
+                    sys.exit(7)
+            sys.exit(1)
+            """
+        ).replace("\n", "\n        "),
+    )
+    try:
+        stalled_id = proc.stdout.readline().strip()
+        os.kill(proc.pid, signal.SIGSTOP)  # alive but silent, like a run frozen by a long GC or a paused VM
+        lines: list[str] = []
+        taker = lease.take(dataset, run_id="taker", timeout_s=30, wait_s=30, log=lines.append)
+        assert taker.took_over.run_id == stalled_id
+        os.kill(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 7 and "LOST" in out, out
+        assert taker.current().run_id == "taker"  # the zombie did not overwrite the new holder
+        taker.check()
+        taker.release()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+
+
+def test_contenders_racing_for_a_free_or_stale_lease_exactly_one_wins(dataset):
+    for round_ in range(6):
+        out = f"{dataset}-{round_}"
+        if round_ % 2:  # odd rounds race for a stale lease left by a dead holder
+            proc = _holder_process(out, 0.5, "os.kill(os.getpid(), 9)")
+            proc.stdout.readline()
+            proc.wait(timeout=60)
+            time.sleep(0.8)
+        winners: list[lease.DatasetLease] = []
+        refused: list[str] = []
+        errors: list[BaseException] = []
+        gate = threading.Barrier(5)
+
+        def contend(i: int, out=out, winners=winners, refused=refused, errors=errors, gate=gate) -> None:
+            contender = lease.DatasetLease(out, run_id=f"c{i}", timeout_s=30, log=lambda _: None)
+            gate.wait()
+            try:
+                winners.append(contender.acquire())
+            except lease.LeaseHeld as e:
+                refused.append(e.holder.run_id)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=contend, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert len(winners) == 1, (round_, [w.run_id for w in winners])
+        assert set(refused) == {winners[0].run_id} and len(refused) == 4
+        assert winners[0].current().run_id == winners[0].run_id
+        winners[0].release()
+
+
+def test_gs_datasets_run_without_a_lease():
+    lines: list[str] = []
+    held = lease.take("gs://some-bucket/labels", log=lines.append)
+    assert not held.supported and "no lease" in lines[0]
+    held.check()
+    held.release()
+
+
+def test_lease_objects_are_ignored_by_dataset_readers(tmp_path):
+    from core import labels_store
+
+    out = str(tmp_path / "labels")
+    with lease.take(out, timeout_s=30):
+        w = labels_store.PartWriter(out, schema=pa.schema([("image_id", pa.string()), ("x", pa.int64())]))
+        w.add(pa.table({"image_id": ["a"], "x": [1]}))
+        w.flush()
+        assert os.listdir(os.path.join(out, lease.LEASE_DIR))
+        assert pads.dataset(out, format="parquet").to_table().num_rows == 1
+        assert pq.read_table(out).num_rows == 1
