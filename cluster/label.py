@@ -58,6 +58,7 @@ class LabelOptions:
     header_map: str | None = None
     keep_columns: tuple[str, ...] = ()
     max_error_rate: float | None = None
+    modalities: tuple[str, ...] | None = None  # DICOM scope (core/scope.py); None: the bundle's own
     wait_for_lease_s: float = 0.0  # another run holds the dataset: wait this long for it, then exit 5
     lease_timeout_s: float = LEASE_TIMEOUT_S  # this run's lease goes stale this long after its last heartbeat
 
@@ -232,6 +233,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
             "allowed_roots": tuple(opts.allowed_roots),
             "max_pixels": opts.max_pixels,
             "header_map": header_map,
+            "modalities": opts.modalities or bundle.modalities,
             **({"max_bytes": opts.max_bytes} if opts.max_bytes else {}),
         },
         batch_size=bs,

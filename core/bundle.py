@@ -54,6 +54,15 @@ class Bundle:
             self._model = keras.saving.load_model(os.path.join(self.path, MODEL_FILE), compile=False, safe_mode=True)
         return self._model
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The DICOM modalities the model was trained for (``training.json`` "modalities"); bundles written
+        before scope existed were all trained on projection radiographs, hence the default."""
+        from core.scope import DEFAULT_MODALITIES, normalize_modalities
+
+        recorded = self.training.get("modalities")
+        return normalize_modalities(recorded) if recorded else DEFAULT_MODALITIES
+
 
 def _sha256(path: str) -> str:
     h = hashlib.sha256()

@@ -30,8 +30,13 @@ def decode_batch(
     max_pixels: int | None = None,
     max_bytes: int = readers.DEFAULT_MAX_BYTES,
     header_map: HeaderMap | None = None,
+    modalities: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Preprocess every row; failures get a zero image, ``_ok=False`` and an error code.
+
+    ``modalities`` (the bundle's scope, or ``--modalities``; see :mod:`core.scope`): a DICOM object whose
+    Modality / SOP class lies outside it gets ``out_of_scope`` from its header, before its pixels are decoded,
+    and so never reaches the model.  ``None`` applies no scope.
 
     ``allowed_roots`` (``--allowed-root``) is checked before anything is opened; ``max_pixels``
     (``--max-pixels``) overrides the bundle's ``cfg.max_pixels`` - it bounds memory, it does not change the
@@ -54,7 +59,9 @@ def decode_batch(
         try:
             access.check_allowed(uri, roots)
             data = readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots)
-            decoded = readers.decode_bytes(data, uri, limit, max_bytes=max_bytes, header_map=header_map)
+            decoded = readers.decode_bytes(
+                data, uri, limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
+            )
             pixels[i] = preprocess_pixels(decoded, cfg)  # the same steps as preprocess_file, plus the checks
             ok[i] = True
             fmt[i] = decoded.meta.get("source_format")

@@ -38,6 +38,10 @@ DICOM
     * No pixel data: an object that is not an image (SR, RTPLAN, RTSTRUCT, ECG waveform, DICOMDIR, PDF...) is
       ``no_pixels`` (row status ``skipped``); an *image* object without pixel data (a truncated or stripped
       file) is ``decode_error``.
+    * Scope (``modalities``, :mod:`core.scope`): checked from ``Modality`` and the SOP class right after the
+      header is parsed, before the no-pixel check and any pixel decoding; an object outside it is
+      ``out_of_scope`` (row status ``skipped``).  The metadata carries ``modality`` (sanitised code) and
+      ``sop_class`` (the registered keyword, never file text).
 
 Privacy
     Metadata carries only :data:`SAFE_DICOM_FIELDS`, each passed through
@@ -67,7 +71,7 @@ import cv2
 import numpy as np
 import pyarrow.fs as pafs
 
-from core import access, errors, privacy, storage
+from core import access, errors, privacy, scope, storage
 from core.header_map import HeaderMap, map_header
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP per frame: larger than any clinical radiograph, far below a bomb.
@@ -499,7 +503,9 @@ def _monochrome(ds, arr: np.ndarray, photometric: str) -> tuple[np.ndarray, np.n
     return out, mask, has_voi
 
 
-def _decode_dicom(data: bytes, max_pixels: int, max_bytes: int, mapping: HeaderMap | None) -> Decoded:
+def _decode_dicom(
+    data: bytes, max_pixels: int, max_bytes: int, mapping: HeaderMap | None, modalities: Sequence[str] | None
+) -> Decoded:
     import pydicom
 
     _guard_deflated(data, max_bytes)
@@ -519,17 +525,34 @@ def _decode_dicom(data: bytes, max_pixels: int, max_bytes: int, mapping: HeaderM
         # A forced parse of bytes that merely start like a data element: don't let garbage pass as a skip.
         raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "not a DICOM object (no preamble, no SOP class)")
     try:
-        return _decode_dataset(ds, max_pixels, mapping)
+        return _decode_dataset(ds, max_pixels, mapping, modalities)
     except errors.ScanError as e:
         # Messages are built from codes and numbers; scrubbing is the second line of defence.
         raise errors.ScanError(e.code, privacy.scrub(e.message, privacy.phi_values(ds)) or "") from e
 
 
-def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None) -> Decoded:
+def _header_scope(ds, modalities: Sequence[str] | None) -> tuple[str | None, str | None]:
+    """(sanitised Modality, SOP class keyword); raises ``out_of_scope`` before any pixel is touched.
+
+    Only the Modality code string and the SOP class's registered keyword/name leave this function: both are
+    properties of the kind of object, never of the patient (see :mod:`core.scope`)."""
+    raw = ds.get("Modality")
+    modality = privacy.safe_code_string(raw)
+    modality = modality.upper() if modality else None
+    unreadable = modality is None and raw is not None and str(raw).strip() != ""
+    sop = ds.get("SOPClassUID")
+    sop = str(sop) if sop else None
+    reason = scope.out_of_scope_reason(modality, sop, modalities, modality_unreadable=unreadable)
+    if reason is not None:
+        raise errors.ScanError(errors.OUT_OF_SCOPE, reason)
+    return modality, scope.sop_class_keyword(sop)
+
+
+def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None, modalities: Sequence[str] | None) -> Decoded:
     from pydicom.pixels import apply_color_lut, as_pixel_options, get_decoder
 
     pixel_keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
-    modality = privacy.safe_code_string(ds.get("Modality"))
+    modality, sop_class = _header_scope(ds, modalities)  # scope first: an RT dose grid is never decoded
     if pixel_keyword is None:
         if _is_image_object(ds):
             raise errors.ScanError(errors.DECODE_ERROR, "image object without pixel data (truncated?)")
@@ -597,6 +620,7 @@ def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None) -> Decoded:
             mapping,
         ),
         "modality": modality,
+        "sop_class": sop_class,
     }
     return Decoded(pixels=out, meta=meta, mask=mask)
 
@@ -607,11 +631,15 @@ def decode_dicom(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     header_map: HeaderMap | None = None,
+    modalities: Sequence[str] | None = None,
 ) -> Decoded:
-    """Decode to display-ready grayscale (see the module docstring for every policy applied)."""
+    """Decode to display-ready grayscale (see the module docstring for every policy applied).
+
+    ``modalities``: the header scope (:mod:`core.scope`); an object outside it raises ``out_of_scope`` before
+    its pixels are decoded.  ``None`` (the default) applies no scope."""
     with _quiet_pydicom():
         try:
-            return _decode_dicom(data, max_pixels, max_bytes, header_map)
+            return _decode_dicom(data, max_pixels, max_bytes, header_map, modalities)
         except errors.ScanError:
             raise
         except MemoryError as e:
@@ -631,13 +659,16 @@ def decode_bytes(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     header_map: HeaderMap | None = None,
+    modalities: Sequence[str] | None = None,
 ) -> Decoded:
-    """Bytes of any supported format to :class:`Decoded`; every failure is a :class:`~core.errors.ScanError`."""
+    """Bytes of any supported format to :class:`Decoded`; every failure is a :class:`~core.errors.ScanError`.
+
+    ``modalities`` scopes DICOM objects by header (PNG/JPEG carry no header and are always in scope)."""
     if not data:
         raise errors.ScanError(errors.EMPTY_FILE)
     fmt = sniff_format(data, uri)
     if fmt == "dicom":
-        return decode_dicom(data, max_pixels, max_bytes=max_bytes, header_map=header_map)
+        return decode_dicom(data, max_pixels, max_bytes=max_bytes, header_map=header_map, modalities=modalities)
     return decode_raster(data, fmt, max_pixels)
 
 
@@ -647,5 +678,7 @@ def read_image(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     header_map: HeaderMap | None = None,
+    modalities: Sequence[str] | None = None,
 ) -> Decoded:
-    return decode_bytes(read_uri(uri, max_bytes), uri, max_pixels, max_bytes=max_bytes, header_map=header_map)
+    data = read_uri(uri, max_bytes)
+    return decode_bytes(data, uri, max_pixels, max_bytes=max_bytes, header_map=header_map, modalities=modalities)

@@ -8,6 +8,15 @@ import sys
 from jobs.common import run_main
 
 
+def _modalities(text: str) -> tuple[str, ...]:
+    from core.scope import normalize_modalities
+
+    try:
+        return normalize_modalities(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--model", required=True, help="model bundle directory (local, s3:// or gs://)")
@@ -38,6 +47,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images as too_large (default 100 MP)")
     p.add_argument("--header-map", default=None, help="JSON mapping DICOM BodyPartExamined values onto classes")
+    p.add_argument(
+        "--modalities",
+        type=_modalities,
+        default=None,
+        metavar="CR,DX",
+        help="DICOM modalities to label (default: the bundle's, CR,DX,RG for projection radiographs); other "
+        "objects are skipped as out_of_scope from their header; '*' labels every modality",
+    )
     p.add_argument("--keep-columns", default="", help="comma-separated manifest columns to carry into the labels")
     p.add_argument(
         "--max-error-rate",
@@ -91,6 +108,7 @@ def options_from_args(args: argparse.Namespace):
         header_map=args.header_map,
         keep_columns=tuple(c.strip() for c in args.keep_columns.split(",") if c.strip()),
         max_error_rate=args.max_error_rate,
+        modalities=args.modalities,
         wait_for_lease_s=args.wait_for_lease,
         lease_timeout_s=args.lease_timeout,
     )

@@ -158,6 +158,41 @@ def test_non_image_objects_are_no_pixels(corpus, name):
     assert _code(corpus, name) == errors.NO_PIXELS
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "rtplan.dcm",
+        "rtstruct.dcm",
+        "test-SR.dcm",
+        "reportsi.dcm",
+        "waveform_ecg.dcm",
+        "ExplVR_LitEndNoMeta.dcm",
+        "rtdose.dcm",  # decodes (15-frame dose grid) without a scope
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "SC_rgb_jpeg.dcm",  # secondary capture, Modality OT
+        "JPEGLSNearLossless_16.dcm",  # secondary capture without Modality: the SOP class decides
+        "MR_truncated.dcm",  # scope is decided from the header, before the broken pixels are touched
+    ],
+)
+def test_with_the_default_scope_non_radiographs_are_out_of_scope(name):
+    """The same objects the corpus decodes above, under the default bundle scope (core/scope.py)."""
+    from core.scope import DEFAULT_MODALITIES
+
+    with pytest.raises(errors.ScanError) as e:
+        readers.read_image(str(DATA_ROOT / name), modalities=DEFAULT_MODALITIES)
+    assert e.value.code == errors.OUT_OF_SCOPE, (name, e.value)
+
+
+def test_with_the_default_scope_cr_images_still_decode(corpus):
+    from core.scope import DEFAULT_MODALITIES
+
+    for name in ("dicomdirtests/77654033/CR1/6154", "dicomdirtests/77654033/CR2/6247"):
+        decoded = readers.read_image(str(DATA_ROOT / name), modalities=DEFAULT_MODALITIES)
+        assert decoded.meta["modality"] == "CR" and decoded.meta["sop_class"] == "ComputedRadiographyImageStorage"
+        np.testing.assert_array_equal(decoded.pixels, corpus[name][1].pixels)
+
+
 def test_broken_bundled_files_get_decode_error(corpus):
     assert _code(corpus, "MR_truncated.dcm") == errors.DECODE_ERROR
     assert _code(corpus, "badVR.dcm") == errors.DECODE_ERROR

@@ -51,7 +51,8 @@ def test_label_job_writes_one_row_per_manifest_row(ray_session, tiny_bundle, man
     assert rows["bad-missing"]["status"] == "error" and rows["bad-missing"]["error"] == "not_found"
     assert rows["bad-text"]["error"] == "unsupported_format"
     assert rows["bad-empty"]["error"] == "empty_file"
-    assert rows["bad-rtplan"]["status"] == "skipped" and rows["bad-rtplan"]["error"] == "no_pixels"
+    # An RT plan is outside the bundle's default scope (projection radiography): skipped from its header.
+    assert rows["bad-rtplan"]["status"] == "skipped" and rows["bad-rtplan"]["error"] == "out_of_scope"
     good = [r for k, r in rows.items() if not k.startswith("bad-")]
     assert all(r["status"] == "ok" and r["label"] and len(r["probabilities"]) == 7 for r in good)
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 and r["model_id"] == model_id for r in good)

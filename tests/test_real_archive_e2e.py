@@ -98,6 +98,9 @@ def test_hostile_corpus_one_row_each_right_codes_no_phi(ray_session, tiny_bundle
             str(root),
             "--keep-columns",
             "site",
+            # Every decoder path on every object, not only projection radiographs: scope is tested below.
+            "--modalities",
+            "*",
         ]
     )
     assert rc == 0
@@ -154,7 +157,19 @@ def test_hostile_corpus_one_row_each_right_codes_no_phi(ray_session, tiny_bundle
     )
     assert rc == 3
     assert "max-error-rate" in capfd.readouterr().err
-    assert pads.dataset(str(out2)).to_table().num_rows == len(uris)
+    result2 = pads.dataset(str(out2)).to_table()
+    assert result2.num_rows == len(uris)
+    # The default scope (projection radiography) skips the CT-based canary files and pydicom's CT/MR/US/RT/SC
+    # objects from their headers; their error_detail names the modality and never the planted identifier.
+    by_uri2 = {r["uri"]: r for r in result2.to_pylist()}
+    for name in ("intact.dcm", "no_extension", "sr.dcm"):
+        row = by_uri2[str(root / f"phi_{name}")]
+        assert (row["status"], row["error"]) == ("skipped", "out_of_scope"), (name, row)
+        assert "modality CT" in row["error_detail"] and CANARY not in row["error_detail"]
+    assert by_uri2[str(root / "pydicom" / "CT_small.dcm")]["error"] == "out_of_scope"
+    for path in out2.rglob("*"):
+        if path.is_file():
+            assert needle not in path.read_bytes(), path
 
 
 def test_bad_allowed_root_is_refused_before_any_work(tiny_bundle, small_archive, tmp_path, capfd):
