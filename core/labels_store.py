@@ -54,12 +54,23 @@ def _fragments(out: str) -> list[tuple[str, pa.Table]]:
 
 
 def _read_if_present(fs: pafs.FileSystem, path: str, columns: list[str] | None = None) -> pa.Table | None:
-    try:
-        return pq.read_table(path, filesystem=fs, columns=columns)
-    except (FileNotFoundError, OSError):
-        if fs.get_file_info(path).type == pafs.FileType.NotFound:
-            return None
-        raise
+    """One part file, or None if it is gone.
+
+    Read through a single open handle: reading by path opens the file again for the data after the footer,
+    and a compaction replacing the file in between makes footer and pages disagree.  Locally one handle pins
+    one version; an object store's ranged reads can still straddle a replacement, which shows as a decode
+    error, so a failed read is retried on a fresh handle.
+    """
+    for attempt in range(5):
+        try:
+            with fs.open_input_file(path) as f:
+                return pq.read_table(f, columns=columns)
+        except (OSError, pa.ArrowInvalid):
+            if fs.get_file_info(path).type == pafs.FileType.NotFound:
+                return None
+            if attempt == 4:
+                raise
+    return None
 
 
 def existing_keys(out: str) -> pa.Table:
