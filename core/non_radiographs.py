@@ -47,6 +47,7 @@ OTHER_KINDS = (
     "astronomy",
     "cross_section",
     "aerial",
+    "dead_leaves",
 )
 
 _UID_TAG = 0x07E4  # stream tag for ``other`` images, distinct from the phantom archive's streams
@@ -309,10 +310,13 @@ def _fill_text_line(
         x += tw + space
 
 
-def _shaded_disc(h: int, w: int, cx: float, cy: float, r: float, light: tuple[float, float]) -> np.ndarray:
-    """Lambert-like shading of a sphere lit from direction ``light`` (unit x, y), 0 outside the disc."""
+def _shaded_disc(
+    h: int, w: int, cx: float, cy: float, r: float, light: tuple[float, float], ry: float | None = None
+) -> np.ndarray:
+    """Lambert-like shading of a sphere (an ellipsoid when ``ry`` is given) lit from direction ``light``
+    (unit x, y), 0 outside the outline."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    dx, dy = (xx - cx) / r, (yy - cy) / r
+    dx, dy = (xx - cx) / r, (yy - cy) / (ry or r)
     d2 = dx * dx + dy * dy
     inside = d2 <= 1.0
     dz = np.sqrt(np.clip(1.0 - d2, 0, 1))
@@ -512,8 +516,45 @@ def _indoor(rng: np.random.Generator, h: int, w: int) -> Image:
     return img
 
 
+def _portrait(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Head-and-shoulders photograph: the commonest subject of real photos, and face-shaped unlike a skull film."""
+    img = _pick(rng, [_bokeh, _indoor, _outdoor])(rng, h, w)
+    img = np.ascontiguousarray(_blur(img, _u(rng, 0, 5)))
+    s = min(h, w) * _u(rng, 0.25, 0.5)
+    cx, cy = w * _u(rng, 0.3, 0.7), h * _u(rng, 0.3, 0.55)
+    light = (_u(rng, -0.6, 0.6), _u(rng, -0.6, 0.1))
+    skin = np.clip(np.array([0.9, 0.7, 0.58]) * _u(rng, 0.35, 1.1) + rng.normal(0, 0.03, 3), 0, 1).astype(np.float32)
+    hairs = [(0.1, 0.07, 0.05), (0.45, 0.3, 0.15), (0.8, 0.7, 0.4), (0.6, 0.6, 0.6)]
+    hair = np.clip(np.array(_pick(rng, hairs), np.float32) * _u(rng, 0.7, 1.2), 0, 1)
+    cloth = _hsv_color(rng, (0, 1), (0.1, 0.9))
+    # Shoulders and neck, then hair behind the face, then the face.
+    body = _shaded_disc(h, w, cx, cy + s * 1.9, s * 1.3, light, ry=s * 0.9)
+    _paste(img, cloth[None, None, :] * body[..., None], (body > 0).astype(np.float32))
+    cv2.rectangle(img, _pt(cx - s * 0.22, cy + s * 0.4), _pt(cx + s * 0.22, cy + s * 1.1), _c(skin * 0.8), -1)
+    if _chance(rng, 0.85):
+        axes = (max(1, round(s * 0.58)), max(1, round(s * _u(rng, 0.6, 0.9))))
+        cv2.ellipse(img, _pt(cx, cy - s * 0.12), axes, 0, 0, 360, _c(hair), -1)
+    face = _shaded_disc(h, w, cx, cy, s * 0.45, light, ry=s * 0.6)
+    _paste(img, skin[None, None, :] * face[..., None], (face > 0).astype(np.float32))
+    for side in (-1, 1):
+        ex, ey = cx + side * s * 0.18, cy - s * 0.05
+        eye = (max(1, round(s * 0.08)), max(1, round(s * 0.04)))
+        cv2.ellipse(img, _pt(ex, ey), eye, 0, 0, 360, (0.95, 0.95, 0.95), -1)
+        cv2.circle(img, _pt(ex, ey), max(1, round(s * 0.035)), _c(_color(rng, 0.05, 0.4)), -1)
+        brow = max(1, round(s * 0.025))
+        cv2.line(img, _pt(ex - s * 0.09, ey - s * 0.09), _pt(ex + s * 0.09, ey - s * 0.1), _c(hair), brow)
+    cv2.line(img, _pt(cx, cy), _pt(cx + light[0] * s * 0.05, cy + s * 0.17), _c(skin * 0.7), max(1, round(s * 0.02)))
+    mouth = (max(1, round(s * 0.14)), max(1, round(s * _u(rng, 0.02, 0.07))))
+    cv2.ellipse(img, _pt(cx, cy + s * 0.32), mouth, 0, 0, 180 if _chance(rng, 0.6) else 360, (0.6, 0.25, 0.25), -1)
+    return img
+
+
 def _photo_scene(rng: np.random.Generator, h: int, w: int) -> Image:
-    return _outdoor(rng, h, w) if _chance(rng, 0.65) else _indoor(rng, h, w)
+    r = rng.random()
+    img = _outdoor(rng, h, w) if r < 0.5 else _indoor(rng, h, w) if r < 0.75 else _portrait(rng, h, w)
+    # Surface detail: real scenes are never flat-shaded.
+    detail = _fractal(rng, h, w, _u(rng, 2, 12), 3)
+    return np.clip(img * (1 + _u(rng, 0.05, 0.35) * (detail[..., None] - 0.5)), 0, 1)
 
 
 def _bokeh(rng: np.random.Generator, h: int, w: int) -> Image:
@@ -650,7 +691,8 @@ def _photo_object(rng: np.random.Generator, h: int, w: int) -> Image:
             cv2.fillPoly(img, [top], _c(np.clip(col * 1.25, 0, 1)))
             if _chance(rng, 0.6):
                 _text(img, _word(rng, 3, 8).upper(), (cx - bw * 0.4, base_y - bh * 0.4), bh * 0.2, _c(1 - col))
-    return img
+    detail = _fractal(rng, h, w, _u(rng, 2, 12), 3)
+    return np.clip(img * (1 + _u(rng, 0.05, 0.3) * (detail[..., None] - 0.5)), 0, 1)
 
 
 # --- textures ----------------------------------------------------------------------------------------------
@@ -722,7 +764,7 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> Image:
         return _mix(c1, c2, np.clip((f - 0.5) * _u(rng, 2, 8) + 0.5, 0, 1).astype(np.float32))
     # metal: brushed streaks
     streak = cv2.resize(rng.standard_normal((1, w)).astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
-    streak = _blur(streak, 1.0) * 0.1
+    streak = _blur(streak, 1.0) * _u(rng, 0.1, 0.3)
     g = _gradient(h, w, _u(rng, 0, 6.3))
     gray = np.clip(0.5 + 0.3 * g + streak, 0, 1)
     if _chance(rng, 0.5):
@@ -835,9 +877,91 @@ def _page(rng: np.random.Generator, h: int, w: int) -> Image:
     return img
 
 
+def _slide(rng: np.random.Generator, h: int, w: int) -> Image:
+    """A presentation slide: title, bullets, perhaps a picture or a chart."""
+    bg = _hsv_color(rng, (0, 0.7), (0.05, 1.0))
+    img = _mix(bg, np.clip(bg * _u(rng, 0.6, 1.4), 0, 1), _gradient(h, w, _u(rng, 0, 6.3)))
+    fg = _c(np.zeros(3) + (0.05 if float(bg.mean()) > 0.5 else 0.95))
+    font = _pick(rng, _BODY_FONTS)
+    px = h * _u(rng, 0.04, 0.07)
+    if _chance(rng, 0.5):  # title band
+        cv2.rectangle(img, _pt(0, 0), _pt(w, px * 2.6), _c(_hsv_color(rng)), -1)
+    _text(img, _sentence(rng, _i(rng, 2, 5)), (w * 0.05, px * 1.8), px, fg, font, max(1, round(px / 8)))
+    split = w * (_u(rng, 0.5, 0.65) if _chance(rng, 0.6) else 0.95)
+    y = px * 4.5
+    bp = px * _u(rng, 0.5, 0.8)
+    while y < h * 0.92:
+        cv2.circle(img, _pt(w * 0.07, y - bp * 0.4), max(1, round(bp * 0.25)), fg, -1)
+        _fill_text_line(img, rng, w * 0.1, split * _u(rng, 0.6, 1.0), y, bp, fg, font)
+        y += bp * _u(rng, 2.0, 3.5)
+    if split < w * 0.9:
+        if _chance(rng, 0.5):
+            pic = _photo_scene(rng, max(16, int(h * 0.5)), max(16, int(w - split - w * 0.05)))
+            _blit(img, pic, split, h * 0.3)
+        else:
+            _chart_into(img, rng, split, h * 0.25, w * 0.97, h * 0.9, fg, font)
+    return img
+
+
+def _receipt(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Till receipt or form: a narrow strip of monospaced lines, items left and amounts right."""
+    img = _texture(rng, h, w) if _chance(rng, 0.5) else _canvas(h, w, _color(rng, 0.0, 0.5))
+    pw = w * _u(rng, 0.35, 0.7)
+    x0 = (w - pw) / 2
+    paper = _c(np.full(3, _u(rng, 0.85, 1.0)))
+    cv2.rectangle(img, _pt(x0, -5), _pt(x0 + pw, h + 5), paper, -1)
+    font = cv2.FONT_HERSHEY_PLAIN if _chance(rng, 0.6) else cv2.FONT_HERSHEY_SIMPLEX
+    ink = _c(np.full(3, _u(rng, 0.0, 0.35)))
+    px = pw * _u(rng, 0.025, 0.05)
+    y = px * 3
+    _text(img, _word(rng, 4, 10).upper(), (x0 + pw * 0.2, y), px * 1.5, ink, font)
+    y += px * 3
+    while y < h - px * 2:
+        if _chance(rng, 0.1):
+            cv2.line(img, _pt(x0 + px, y - px / 2), _pt(x0 + pw - px, y - px / 2), ink, 1)
+        else:
+            _text(img, f"{_word(rng, 3, 9)} {_word(rng, 0, 6)}".upper(), (x0 + px, y), px, ink, font)
+            amount = f"{_u(rng, 0.5, 300):.2f}"
+            _text(img, amount, (x0 + pw - px - _text_width(amount, px, font), y), px, ink, font)
+        y += px * _u(rng, 1.6, 2.2)
+    return img
+
+
+def _code_listing(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Source code or a terminal: monospaced, indented, syntax-coloured lines, often on a dark background."""
+    dark = _chance(rng, 0.6)
+    img = _canvas(h, w, _color(rng, 0.0, 0.18) if dark else _color(rng, 0.92, 1.0))
+    palette = [_hsv_color(rng, (0.3, 0.9), (0.6, 1.0) if dark else (0.3, 0.6)) for _ in range(4)]
+    base = np.full(3, 0.85 if dark else 0.1, np.float32)
+    px = h * _u(rng, 0.012, 0.03)
+    font = cv2.FONT_HERSHEY_PLAIN
+    y, indent = px * 2, 0
+    gutter = px * 4 if _chance(rng, 0.6) else px
+    n = 1
+    while y < h - px:
+        if gutter > px:
+            _text(img, str(n), (px * 0.5, y), px, _c(base * 0.5 + 0.2), font)
+        indent = max(0, min(6, indent + _i(rng, -1, 1)))
+        x = gutter + indent * px * 2
+        for _ in range(_i(rng, 0, 6)):
+            tok = _word(rng, 1, 9) + _pick(rng, ["", "(", ")", ":", " =", ".", ","])
+            x += _text(img, tok, (x, y), px, _c(_pick(rng, [base, *palette])), font) + px * 0.7
+            if x > w:
+                break
+        y += px * 1.7
+        n += 1
+    return img
+
+
 def _document(rng: np.random.Generator, h: int, w: int) -> Image:
     mode = rng.random()
-    if mode < 0.6:  # clean render or scan
+    if mode < 0.1:
+        return _slide(rng, h, w)
+    if mode < 0.17:
+        return _receipt(rng, h, w)
+    if mode < 0.25:
+        return _code_listing(rng, h, w)
+    if mode < 0.65:  # clean render or scan
         page = _page(rng, h, w)
         if _chance(rng, 0.4):  # scanned: slight skew, uneven illumination, speckle
             m = cv2.getRotationMatrix2D((w / 2, h / 2), _u(rng, -3, 3), 1.0)
@@ -1655,8 +1779,29 @@ def _aerial(rng: np.random.Generator, h: int, w: int) -> Image:
     return img
 
 
+def _spectral(rng: np.random.Generator, h: int, w: int, alpha: float) -> np.ndarray:
+    """Gaussian noise with a 1/f^alpha amplitude spectrum (alpha ~ 1-2 is the spectrum of natural images)."""
+    fy = np.fft.fftfreq(h).astype(np.float32)[:, None]
+    fx = np.fft.rfftfreq(w).astype(np.float32)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    f[0, 0] = 1.0
+    spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f**alpha
+    spec[0, 0] = 0
+    out = np.fft.irfft2(spec, s=(h, w)).astype(np.float32)
+    return (out - out.min()) / (float(np.ptp(out)) + 1e-6)
+
+
 def _noise(rng: np.random.Generator, h: int, w: int) -> Image:
-    kind = _i(rng, 0, 8)
+    kind = _i(rng, 0, 10)
+    if kind >= 9:  # natural-image-like spectrum, gray or with correlated colour channels
+        alpha = _u(rng, 0.5, 2.5)
+        if _chance(rng, 0.5):
+            g = _spectral(rng, h, w, alpha)
+            return np.ascontiguousarray(np.repeat(g[..., None], 3, axis=2))
+        chans = np.stack([_spectral(rng, h, w, alpha) for _ in range(3)], -1)
+        mixing = np.eye(3, dtype=np.float32) * _u(rng, 0.2, 1) + _u(rng, 0, 0.8)
+        out = chans @ mixing.T
+        return np.ascontiguousarray((out - out.min()) / (float(np.ptp(out)) + 1e-6))
     colour = _chance(rng, 0.5)
     c = 3 if colour else 1
     if kind == 0:  # uniform
@@ -1722,6 +1867,39 @@ def _noise(rng: np.random.Generator, h: int, w: int) -> Image:
     return np.ascontiguousarray(img)
 
 
+def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Occluding shapes with power-law sizes (the "dead leaves" model): edges, occlusion and scale statistics
+    close to those of natural photographs, without depicting anything in particular."""
+    img = _canvas(h, w, _color(rng))
+    s = min(h, w)
+    rmin, rmax = s * _u(rng, 0.005, 0.02), s * _u(rng, 0.15, 0.6)
+    a = _u(rng, 2.0, 3.0)  # density of radii ~ r^-a
+    n = _i(rng, 100, 1500)
+    u = rng.random(n)
+    radii = (rmin ** (1 - a) + u * (rmax ** (1 - a) - rmin ** (1 - a))) ** (1 / (1 - a))
+    hue0, hue_spread = _u(rng, 0, 180), _u(rng, 10, 180)
+    sat = (_u(rng, 0, 0.5), _u(rng, 0.5, 1.0))
+    shapes = _i(rng, 0, 3)
+    for r in sorted(radii, reverse=True) if _chance(rng, 0.3) else radii:
+        x, y = _u(rng, -0.1, 1.1) * w, _u(rng, -0.1, 1.1) * h
+        hue = (hue0 + _u(rng, -hue_spread, hue_spread)) % 180
+        hsv = np.array([[[hue, _u(rng, *sat) * 255, _u(rng, 0.05, 1) * 255]]])
+        col = _c(cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0] / 255.0)
+        kind = shapes if shapes < 3 else _i(rng, 0, 2)
+        if kind == 0:
+            cv2.circle(img, _pt(x, y), max(1, round(r)), col, -1, cv2.LINE_AA)
+        elif kind == 1:
+            axes = (max(1, round(r)), max(1, round(r * _u(rng, 0.2, 1))))
+            cv2.ellipse(img, _pt(x, y), axes, _u(rng, 0, 180), 0, 360, col, -1, cv2.LINE_AA)
+        else:
+            box = cv2.boxPoints(((x, y), (2 * r, 2 * r * _u(rng, 0.2, 1)), _u(rng, 0, 180))).astype(np.int32)
+            cv2.fillPoly(img, [box], col, cv2.LINE_AA)
+    if _chance(rng, 0.5):  # textured leaves
+        tex = _spectral(rng, h, w, _u(rng, 0.8, 2.0))
+        img = np.clip(img * (1 + _u(rng, 0.1, 0.5) * (tex[..., None] - 0.5)), 0, 1)
+    return img
+
+
 _RENDERERS: dict[str, Callable[[np.random.Generator, int, int], Image]] = {
     "photo_scene": _photo_scene,
     "photo_object": _photo_object,
@@ -1737,6 +1915,7 @@ _RENDERERS: dict[str, Callable[[np.random.Generator, int, int], Image]] = {
     "astronomy": _astronomy,
     "cross_section": _cross_section,
     "aerial": _aerial,
+    "dead_leaves": _dead_leaves,
 }
 assert set(_RENDERERS) == set(OTHER_KINDS)
 
