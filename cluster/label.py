@@ -29,6 +29,7 @@ from core.header_map import load_header_map
 from core.labeling import BatchClassifier, decode_batch
 from core.lease import DEFAULT_TIMEOUT_S as LEASE_TIMEOUT_S
 from core.lease import DatasetLease
+from core.progress import ProgressTracker
 
 log_ = logging.getLogger("scanlabel.label")
 
@@ -61,6 +62,8 @@ class LabelOptions:
     modalities: tuple[str, ...] | None = None  # DICOM scope (core/scope.py); None: the bundle's own
     wait_for_lease_s: float = 0.0  # another run holds the dataset: wait this long for it, then exit 5
     lease_timeout_s: float = LEASE_TIMEOUT_S  # this run's lease goes stale this long after its last heartbeat
+    fail_on_drift: bool = False  # raise DriftDetected (exit 4) after writing when the run drifted (core/drift.py)
+    drift_window: int = 7  # reference: the last N earlier runs of the same model
 
 
 @dataclass
@@ -82,6 +85,11 @@ class LabelSummary:
     files: list[str] = field(default_factory=list)
     header_disagreements: int = 0
     header_disagreement_examples: list[dict[str, str]] = field(default_factory=list)
+    abstained: int = 0  # ok rows the model abstained on (label "other", abstain_reason set)
+    abstain_reasons: dict[str, int] = field(default_factory=dict)
+    run_id: str = ""
+    started_at: float = 0.0
+    drift: dict[str, Any] | None = None  # core.drift.DriftResult.to_dict() of this run
 
     @property
     def error_rate(self) -> float:
@@ -96,6 +104,8 @@ class LabelSummary:
             f"[label] errors by code: {json.dumps(dict(sorted(self.errors.items())))}",
             f"[label] DICOM header disagrees with the pixels for {self.header_disagreements} image(s)"
             + (f", e.g. {json.dumps(self.header_disagreement_examples[:5])}" if self.header_disagreements else ""),
+            f"[label] abstained {self.abstained} of {self.ok} ok: "
+            f"{json.dumps(dict(sorted(self.abstain_reasons.items())))}",
             f"[label] {self.images_per_s:.1f} images/s over {self.seconds:.1f} s",
         ]
 
@@ -258,22 +268,24 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     return ds, n_actors, gpus_per_actor
 
 
-def run_label(opts: LabelOptions, log=print) -> LabelSummary:
+def run_label(opts: LabelOptions, log=None) -> LabelSummary:
     """Label under the dataset's lease (core/lease.py): taken once the inputs are checked, released however the
     run ends (raises LeaseHeld when another live run holds it past ``wait_for_lease_s``)."""
     with contextlib.ExitStack() as held:
-        return _run_label(opts, log, held)
+        return _run_label(opts, log or log_.info, held)
 
 
 def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSummary:
-    t_start = time.perf_counter()
+    t_start, started_at = time.perf_counter(), time.time()
     prep = prepare(opts, held, log)
     bundle, plan = prep.bundle, prep.plan
     summary = LabelSummary(bundle.model_id, prep.manifest.num_rows, plan.todo.num_rows, already_ok=plan.already_ok)
     summary.carried_errors, summary.compacted = plan.permanent_errors, prep.compacted
+    summary.started_at = started_at
     if plan.todo.num_rows == 0:
         summary.seconds = time.perf_counter() - t_start
         log(f"[label] 0 to do: all {prep.manifest.num_rows} manifest rows already labelled by {bundle.model_id}")
+        _drift_of_last_run(opts, summary, log)
         return summary
     log(
         f"[label] {plan.todo.num_rows} to do of {prep.manifest.num_rows} (model_id={bundle.model_id}, "
@@ -294,7 +306,9 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
     )
     per_label: Counter = Counter()
     errs: Counter = Counter()
-    t0 = last = time.perf_counter()
+    abstain: Counter = Counter()
+    t0 = time.perf_counter()
+    tracker = ProgressTracker(log_, "label", summary.todo, "rows", rate_label="images/s")
     first_result = None
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         first_result = first_result or time.perf_counter()
@@ -307,19 +321,17 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
         summary.skipped += status.count(schema.STATUS_SKIPPED)
         per_label.update(x for x in batch.column(schema.LABEL).to_pylist() if x)
         errs.update(x for x in batch.column("error").to_pylist() if x)
+        abstain.update(x for x in batch.column("abstain_reason").to_pylist() if x)
         _count_disagreements(summary, batch)
-        now = time.perf_counter()
-        if now - last >= opts.progress_every_s:
-            last = now
-            log(
-                f"[label] progress {summary.done}/{summary.todo} ({100 * summary.done / summary.todo:.0f}%) "
-                f"{summary.done / (now - t0):.1f} img/s, failed {summary.failed}, committed {writer.committed_rows}"
-            )
+        tracker.update(summary.done, failed=summary.failed, abstained=sum(abstain.values()))
     writer.flush()
     summary.compacted += labels_store.compact(opts.out, _lease_check(prep.lease))
     summary.seconds = time.perf_counter() - t_start
     summary.images_per_s = summary.done / max(time.perf_counter() - t0, 1e-9)
     summary.per_label, summary.errors, summary.files = dict(per_label), dict(errs), writer.files
+    summary.abstained, summary.abstain_reasons = sum(abstain.values()), dict(abstain)
+    summary.run_id = writer.run_id
+    summary.drift = _assess_drift(opts, summary, log)
     _write_run_summary(opts.out, writer.run_id, summary)
     for line in summary.lines():
         log(line)
@@ -327,13 +339,70 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
         raise ErrorRateExceeded(
             f"{summary.failed} of {summary.done} rows failed ({summary.error_rate:.1%} > --max-error-rate "
             f"{opts.max_error_rate:.1%}); the labels that succeeded were written to {opts.out}, errors by code: "
-            f"{json.dumps(summary.errors)}"
+            f"{json.dumps(summary.errors)}",
+            summary,
+        )
+    if opts.fail_on_drift and summary.drift and summary.drift["flagged"]:
+        raise DriftDetected(
+            f"run {summary.run_id} drifted from its reference ({', '.join(summary.drift['reasons'])}); its labels "
+            f"and run summary are written to {opts.out}: see `scanlabel runs --labels {opts.out}`",
+            summary,
         )
     return summary
 
 
 class ErrorRateExceeded(RuntimeError):
     """More rows failed than the run allows: a nightly job must not silently label garbage."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, summary: LabelSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class DriftDetected(RuntimeError):
+    """--fail-on-drift: the run's mix, error or abstention rate moved away from its reference (core/drift.py)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, summary: LabelSummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+def _assess_drift(opts: LabelOptions, summary: LabelSummary, log) -> dict[str, Any] | None:
+    """Compare this run with the earlier runs of the same model; a failure to read history never fails the run."""
+    from core.drift import assess
+    from core.run_history import load_runs
+
+    try:
+        history = load_runs(opts.out)
+    except (OSError, ValueError) as e:
+        log_.warning("drift not assessed: the run history of %s could not be read (%s)", opts.out, e)
+        return None
+    current = {**asdict(summary), "finished_at": time.time()}
+    result = assess(current, history, window=opts.drift_window)
+    log(f"[label] {result.describe()}")
+    return result.to_dict()
+
+
+def _drift_of_last_run(opts: LabelOptions, summary: LabelSummary, log) -> None:
+    """Nothing new to label: with --fail-on-drift, a rerun (a scheduler's retry) must not turn the last run's
+    drift alarm into a success, so the last run of this model's flag is reported again."""
+    if not opts.fail_on_drift or not storage.exists(opts.out):
+        return
+    from core.run_history import load_runs
+
+    mine = [r for r in load_runs(opts.out) if r.get("model_id") == summary.model_id and int(r.get("done") or 0) > 0]
+    if mine and (mine[-1].get("drift") or {}).get("flagged"):
+        last = mine[-1]
+        summary.drift = last["drift"]
+        raise DriftDetected(
+            f"nothing new to label, and the last run ({last.get('run_id')}) was flagged for drift "
+            f"({', '.join(last['drift'].get('reasons') or [])}): see `scanlabel runs --labels {opts.out}`",
+            summary,
+        )
 
 
 def _count_disagreements(summary: LabelSummary, batch: pa.Table) -> None:
@@ -353,5 +422,5 @@ def _count_disagreements(summary: LabelSummary, batch: pa.Table) -> None:
 
 def _write_run_summary(out: str, run_id: str, summary: LabelSummary) -> None:
     """Per-run summaries live under ``_runs/`` (ignored by Parquet dataset readers)."""
-    data = json.dumps({"run_id": run_id, "finished_at": time.time(), **asdict(summary)}, indent=2).encode()
+    data = json.dumps({**asdict(summary), "run_id": run_id, "finished_at": time.time()}, indent=2).encode()
     storage.write_bytes_atomic(storage.join(out, "_runs", f"{run_id}.json"), data)

@@ -27,6 +27,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
             include_dashboard=True,  # Ray Train's controller and the state API need it; it also shows progress
             log_to_driver=True,
         )
+    from cluster.ray_output import install
+
+    install()  # worker output: scanlabel's records to the console, the rest to the log (cluster/ray_output.py)
 
 
 def limit_tf_threads(num_threads: int) -> None:

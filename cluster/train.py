@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 from datetime import UTC, datetime
@@ -33,24 +32,19 @@ SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
 
 
 def _worker_logger() -> logging.Logger:
-    """Log through the root logger Ray Train V2 configures on workers, so each line reaches the driver once.
+    """scanlabel's records (epoch lines, step progress) travel to the driver as marked lines (cluster/ray_output.py).
 
-    V2 patches ``print`` to log via the root logger *and*, because a Ray worker's ``sys.stdout`` is not
-    ``sys.__stdout__``, also to write to stdout: every printed line showed up twice.  TensorFlow's Python
-    logger has its own handler and also propagates to the root, so its INFO lines doubled as well; they are
-    chatter (collective set-up), so only its warnings are kept, once.
+    The driver's entry point then draws them once (a progress bar, or plain lines), while Ray Train's own output
+    (checkpoint reports, metric dicts) goes to the log file.  TensorFlow's Python logger has its own handler and
+    also propagates to the root Ray Train configures, which doubled its lines: only its warnings are kept, once.
     """
+    from cluster.ray_output import forward_worker_logs
+
     tf_logger = logging.getLogger("tensorflow")
     tf_logger.setLevel(logging.WARNING)
     tf_logger.propagate = False
-    logger = logging.getLogger("scanlabel.train")
-    logger.setLevel(logging.INFO)
-    if not logging.getLogger().handlers and not logger.handlers:  # Train V1: nobody configured the root logger
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    return logger
+    forward_worker_logs("scanlabel")
+    return logging.getLogger("scanlabel.train")
 
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:

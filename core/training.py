@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -581,7 +582,32 @@ class _Trainer:
             loss, cm = self.train_step(x, y, w)
             loss_total += float(loss)
             train_cm += cm.numpy()
+            self._progress(epoch, step, loss_total / (step + 1))
         return loss_total, train_cm, time.perf_counter() - t0
+
+    def _progress(self, epoch: int, step: int, mean_loss: float) -> None:
+        """Rank 0 logs step progress (core/progress.py): the entry point draws it as a bar or periodic lines."""
+        if self.rank != 0:
+            return
+        from core.progress import ProgressTracker
+
+        steps, epochs = self.setup.steps, self.cfg.epochs
+        if getattr(self, "tracker", None) is None:
+            self.tracker = ProgressTracker(
+                logging.getLogger("scanlabel.train"),
+                "train",
+                epochs * steps,
+                "steps",
+                rate_label="img/s",
+                rate_scale=self.setup.global_batch,
+            )
+        self.tracker.update(
+            epoch * steps + step + 1,
+            epoch=f"{epoch + 1}/{epochs}",
+            step=f"{step + 1}/{steps}",
+            loss=round(mean_loss, 4),
+            **{"val macro-F1": getattr(self, "last_val_f1", None)},
+        )
 
     # --- validation ---
 
@@ -677,6 +703,7 @@ def _train_epochs(
         sync_non_trainable(trainer.strategy, trainer.model, trainer.world)
         val_loss, val_cm = trainer.validate(val)
         record = _epoch_record(epoch, phase, loss_total, train_cm, val_loss, val_cm, elapsed, trainer.setup)
+        trainer.last_val_f1 = round(record["val_macro_f1"], 3)  # shown next to the step progress
         _update_state(state, trainer, record)
         outcome = _epoch_outcome(cfg, state, epoch)
         if trainer.rank == 0:

@@ -1,4 +1,8 @@
-"""Shared bits of the thin entry points: quiet TF logs, a uniform `main`, clear errors instead of tracebacks."""
+"""Shared bits of the thin entry points: the console (see jobs/console.py), a uniform `main`, exit codes.
+
+Every command exits with one of the codes in :data:`EXIT_CODES_HELP` (also the epilog of every ``--help``), so a
+scheduler can act on the outcome without parsing output.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,33 @@ import sys
 from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # unexpected: a bug, a lost cluster; the log file has the traceback
+EXIT_USAGE = 2  # bad flags, manifest, bundle or option value: fix the input, rerunning as is fails the same way
+EXIT_ERROR_RATE = 3  # --max-error-rate exceeded; everything that succeeded is written
+EXIT_DRIFT = 4  # --fail-on-drift and this run drifted from its reference; everything is written
+EXIT_LEASED = 5  # another run holds the labels dataset's lease
+
+EXIT_CODES_HELP = """exit codes:
+  0  ok
+  1  unexpected failure (the log file named in the first line has the traceback)
+  2  usage error, bad manifest, bad model bundle or bad option value (nothing was done)
+  3  more rows failed than --max-error-rate allows (the labels that succeeded are written)
+  4  drift from the reference runs with --fail-on-drift (the labels and run summary are written)
+  5  the labels dataset is leased by another run (nothing was done)"""
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags every command takes, and the exit codes in its ``--help``."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show Ray's, TensorFlow's and the workers' own output on the console (always in the log file)",
+    )
+    p.epilog = EXIT_CODES_HELP
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def run_main(
@@ -19,14 +50,55 @@ def run_main(
 ) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_arguments(parser)
-    return invoke(run, parser.parse_args(argv))
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    return invoke(run, args, prog.split()[-1])
 
 
-def invoke(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+def exit_code_for(error: BaseException) -> int | None:
+    """The documented exit code of an expected failure, or None for an unexpected one.
+
+    An exception may carry its own ``exit_code`` attribute (e.g. the lease error: 5).
+    """
     from core.errors import BundleError, ManifestError
 
+    code = getattr(error, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(error, (ManifestError, BundleError, FileNotFoundError, ValueError)):
+        return EXIT_USAGE
+    return None
+
+
+def invoke(
+    run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, command: str | None = None
+) -> int:
+    import logging
+
+    from jobs.console import Console
+
+    command = command or getattr(args, "command", None) or run.__module__.rsplit(".", 1)[-1]
+    console = Console(command, verbose=bool(getattr(args, "verbose", False))).start()
+    log = logging.getLogger("scanlabel.cli")
     try:
         return int(run(args) or 0)
-    except (ManifestError, BundleError, FileNotFoundError, ValueError) as e:
-        print(f"scanlabel: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        console.error("scanlabel: interrupted")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the entry point turns every failure into a message and an exit code
+        code = exit_code_for(e)
+        if code is None:
+            log.debug("unexpected failure", exc_info=True)
+            console.error(
+                f"scanlabel: unexpected failure: {type(e).__name__}: {e} (traceback in {console.log_path})"
+            )
+            return EXIT_FAILURE
+        log.debug("failure (exit %d)", code, exc_info=True)
+        console.error(f"scanlabel: error: {e}")
+        return code
+    finally:
+        console.close()
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m jobs.common` is not a command
+    sys.exit(EXIT_USAGE)

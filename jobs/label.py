@@ -62,6 +62,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="exit non-zero (after writing) when more than this fraction of rows fail",
     )
+    p.add_argument(
+        "--fail-on-drift",
+        action="store_true",
+        help="exit 4 (after writing the labels and the run summary) when the run's body-part mix, error rate or "
+        "abstention rate drifted from the earlier runs of the same model (see `scanlabel runs`)",
+    )
+    p.add_argument(
+        "--summary-json",
+        default=None,
+        metavar="FILE",
+        help="also write this run's summary, with its exit_code and outcome, here (local, s3:// or gs://; "
+        "atomic) for a scheduler to pick up; written whatever the outcome",
+    )
     add_lease_arguments(p)
 
 
@@ -111,23 +124,57 @@ def options_from_args(args: argparse.Namespace):
         modalities=args.modalities,
         wait_for_lease_s=args.wait_for_lease,
         lease_timeout_s=args.lease_timeout,
+        fail_on_drift=args.fail_on_drift,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from cluster.label import ErrorRateExceeded, run_label
+    from cluster.label import DriftDetected, ErrorRateExceeded, run_label
     from core.lease import EXIT_CODE as LEASE_EXIT_CODE
     from core.lease import LeaseHeld, LeaseLost
 
     try:
-        run_label(options_from_args(args))
-    except ErrorRateExceeded as e:
+        summary = run_label(options_from_args(args))
+    except (ErrorRateExceeded, DriftDetected) as e:
         print(f"scanlabel: error: {e}", file=sys.stderr)
-        return 3
+        write_summary_json(args, e.summary, e.exit_code, str(e))
+        return e.exit_code
     except (LeaseHeld, LeaseLost) as e:
         print(f"scanlabel: error: {e}", file=sys.stderr)
+        write_summary_json(args, None, LEASE_EXIT_CODE, str(e))
         return LEASE_EXIT_CODE
+    except Exception as e:
+        from jobs.common import EXIT_FAILURE, exit_code_for
+
+        write_summary_json(args, None, exit_code_for(e) or EXIT_FAILURE, f"{type(e).__name__}: {e}")
+        raise
+    write_summary_json(args, summary, 0, None)
     return 0
+
+
+OUTCOMES = {0: "ok", 1: "failed", 2: "refused", 3: "error_rate_exceeded", 4: "drift", 5: "leased"}
+
+
+def write_summary_json(args: argparse.Namespace, summary, exit_code: int, message: str | None) -> None:
+    """The run's result where a scheduler looks for it: whatever happened, the file says (exit_code, outcome)."""
+    if not args.summary_json:
+        return
+    import json
+    import time
+    from dataclasses import asdict
+
+    from core import storage
+
+    data = {
+        "exit_code": exit_code,
+        "outcome": OUTCOMES.get(exit_code, "failed"),
+        "message": message,
+        "labels": args.out,
+        "manifest": args.manifest,
+        "written_at": time.time(),
+        "summary": asdict(summary) if summary is not None else None,
+    }
+    storage.write_bytes_atomic(args.summary_json, json.dumps(data, indent=2, default=str).encode())
 
 
 def main(argv: list[str] | None = None) -> int:
