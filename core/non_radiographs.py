@@ -50,6 +50,10 @@ OTHER_KINDS = (
     "dead_leaves",
 )
 
+# Kinds that imitate medical images other than projection radiographs.  They are the nearest to the body-part
+# classes, so a model that must keep real radiographs in scope may want them reported (or weighted) apart.
+MEDICAL_KINDS = ("ultrasound", "dose_field", "micrograph", "cross_section")
+
 _UID_TAG = 0x07E4  # stream tag for ``other`` images, distinct from the phantom archive's streams
 
 Image = np.ndarray  # float32 H x W x 3 in [0, 1] inside this module
@@ -2019,3 +2023,14 @@ def render_other_sample(
     rng = other_rng(seed, index)
     h, w = other_size(rng)
     return render_other(kind, rng, h, w), kind, rng
+
+
+def kind_of_image_id(image_id: str) -> str | None:
+    """The kind named in an ``other`` row's id (``s3-other-ultrasound-000007`` -> ``ultrasound``), else None.
+
+    Lets an evaluation break abstention down by kind without a manifest column for it.
+    """
+    parts = str(image_id).split("-")
+    if len(parts) == 4 and parts[1] == "other" and parts[2] in _RENDERERS:
+        return parts[2]
+    return None

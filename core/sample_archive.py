@@ -255,7 +255,8 @@ def other_format_for_index(seed: int, index: int) -> str:
 
 
 def other_image_id(seed: int, index: int, kind: str) -> str:
-    """Kind in the id (``s3-other-ultrasound-000007``) so per-kind results can be read off any report."""
+    """Kind in the id (``s3-other-ultrasound-000007``) so per-kind results can be read off any report
+    (:func:`core.non_radiographs.kind_of_image_id` reads it back)."""
     return f"s{seed}-other-{kind}-{index:06d}"
 
 

@@ -17,6 +17,7 @@ from core import preprocess, readers, schema
 from core.non_radiographs import (
     OTHER_KINDS,
     kind_for_index,
+    kind_of_image_id,
     other_rng,
     other_size,
     render_other,
@@ -129,10 +130,12 @@ def test_archive_manifest_is_valid_with_right_counts(archive: tuple[Path, list[d
     labels = [r[schema.LABEL] for r in rows]
     assert labels.count(schema.OTHER_LABEL) == OTHER
     assert sum(label in CLASSES for label in labels) == BODY
+    assert all(kind_of_image_id(r[schema.IMAGE_ID]) is None for r in rows if r[schema.LABEL] in CLASSES)
     others = [r for r in rows if r[schema.LABEL] == schema.OTHER_LABEL]
     assert {r["format"] for r in others} == set(OTHER_FORMATS)
     for j, r in enumerate(others):
         assert r[schema.IMAGE_ID] == f"s{SEED}-other-{kind_for_index(SEED, j)}-{j:06d}"
+        assert kind_of_image_id(r[schema.IMAGE_ID]) == kind_for_index(SEED, j)
         assert Path(r[schema.URI]).is_file()
         assert r["header_wrong"] == (r["header_body_part"] is not None)
         if r["header_body_part"] is not None:
