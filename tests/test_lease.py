@@ -210,3 +210,122 @@ def test_lease_objects_are_ignored_by_dataset_readers(tmp_path):
         assert os.listdir(os.path.join(out, lease.LEASE_DIR))
         assert pads.dataset(out, format="parquet").to_table().num_rows == 1
         assert pq.read_table(out).num_rows == 1
+
+
+# --- real label runs ----------------------------------------------------------------------------------------
+
+
+def _manifest(small_archive, tmp_path, n: int) -> str:
+    _, manifest = small_archive
+    uris = pq.read_table(manifest).column("uri").to_pylist()
+    path = tmp_path / "manifest.parquet"
+    pq.write_table(
+        pa.table({"uri": [uris[i % len(uris)] for i in range(n)], "image_id": [f"i{i:04d}" for i in range(n)]}), path
+    )
+    return str(path)
+
+
+def _label(ray_session, manifest: str, bundle: str, out: str, *extra: str, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "jobs.label", "--manifest", manifest, "--model", bundle, "--out", out]
+    cmd += ["--batch-size", "8", "--rows-per-file", "8", "--address", ray_session.get_runtime_context().gcs_address]
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": REPO}
+    return subprocess.Popen([*cmd, *extra], env=env, cwd=REPO, text=True, **popen)
+
+
+def _rows_by_run(out: str) -> dict[str, int]:
+    """Rows in the committed part files, per writing run (part-<run id>-<seq>.parquet)."""
+    counts: dict[str, int] = {}
+    for name in os.listdir(out):
+        if name.startswith("part-") and name.endswith(".parquet"):
+            run = name.split("-")[1]
+            counts[run] = counts.get(run, 0) + pq.ParquetFile(os.path.join(out, name)).metadata.num_rows
+    return counts
+
+
+def _one_row_per_image(out: str, n: int) -> None:
+    table = pads.dataset(out, format="parquet").to_table(columns=["image_id", "model_id"])
+    pairs = list(zip(table.column("image_id").to_pylist(), table.column("model_id").to_pylist(), strict=True))
+    assert len(pairs) == n and len(set(pairs)) == n, (len(pairs), len(set(pairs)), n)
+
+
+def test_two_runs_started_together_one_labels_the_other_exits_5(ray_session, small_archive, tiny_bundle, tmp_path):
+    bundle, _ = tiny_bundle
+    n = 48
+    manifest = _manifest(small_archive, tmp_path, n)
+    out = str(tmp_path / "labels")
+    runs = [
+        _label(ray_session, manifest, bundle, out, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+        _label(ray_session, manifest, bundle, out, "--relabel", stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+    ]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in runs]
+    codes = sorted(r[0] for r in results)
+    assert codes == [0, lease.EXIT_CODE], [(rc, err[-2000:]) for rc, _, err in results]
+    holder = lease.DatasetLease(out).current()
+    assert holder.state == "released"  # the winner released it at its end
+    refused = next(err for rc, _, err in results if rc == lease.EXIT_CODE)
+    assert f"run {holder.run_id} on host {holder.host}" in refused and "last heartbeat" in refused, refused
+    assert "--wait-for-lease" in refused
+    assert _rows_by_run(out) == {holder.run_id: n}  # total model work = one run's
+    _one_row_per_image(out, n)
+
+
+def test_a_waiting_run_plans_against_what_the_first_committed(ray_session, small_archive, tiny_bundle, tmp_path):
+    bundle, _ = tiny_bundle
+    n = 48
+    manifest = _manifest(small_archive, tmp_path, n)
+    out = str(tmp_path / "labels")
+    runs = [
+        _label(
+            ray_session,
+            manifest,
+            bundle,
+            out,
+            "--wait-for-lease",
+            "300",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=600), p.communicate()[0]) for p in runs]
+    assert [rc for rc, _ in results] == [0, 0], [text[-3000:] for _, text in results]
+    waited = [text for _, text in results if "waiting up to 300 s for the lease" in text]
+    assert len(waited) == 1, [text[-3000:] for _, text in results]
+    counts = _rows_by_run(out)
+    assert len(counts) == 1 and sum(counts.values()) == n, counts  # the waiter found nothing left to do
+    _one_row_per_image(out, n)
+
+
+def test_a_sigkilled_holder_is_taken_over_after_its_timeout(ray_session, small_archive, tiny_bundle, tmp_path):
+    from cluster.label import LabelOptions, run_label
+
+    bundle, _ = tiny_bundle
+    n = 160
+    manifest = _manifest(small_archive, tmp_path, n)
+    out = str(tmp_path / "labels")
+    proc = _label(
+        ray_session, manifest, bundle, out, "--lease-timeout", "3", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 300
+        while not (os.path.isdir(out) and _rows_by_run(out)) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    dead = lease.DatasetLease(out).current()
+    assert dead.state == "held" and dead.pid == proc.pid  # it died holding the lease
+    before = sum(_rows_by_run(out).values())
+    assert 0 < before < n
+    lines: list[str] = []
+    summary = run_label(
+        LabelOptions(manifest=manifest, model=bundle, out=out, batch_size=8, wait_for_lease_s=60), log=lines.append
+    )
+    takeover = [x for x in lines if "took over the stale lease" in x]
+    assert takeover and f"run {dead.run_id} on host {dead.host}" in takeover[0], lines
+    assert summary.todo == n - before
+    _one_row_per_image(out, n)
+    assert lease.DatasetLease(out).current().state == "released"
