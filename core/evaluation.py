@@ -2,6 +2,10 @@
 
 Joined on ``image_id``.  Rows the model could not label stay in the denominator (they count as wrong), so a
 pipeline that silently drops hard images cannot look better than it is.
+
+Trust figures (:mod:`core.calibration_metrics`: ECE before/after calibration, coverage, abstention, accuracy on
+accepted rows, OOD AUROC where the manifest has ``other`` rows) come with every evaluation; the bundle
+(``--model``) is only needed for the class order of ``probabilities`` and the temperature behind ECE-before.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core import errors, labels_store, readers, schema
+from core.calibration_metrics import trust_metrics
 from core.dataset import read_manifest
 from core.metrics import compute_metrics
 from core.preprocess import normalize_intensity
@@ -33,12 +38,42 @@ def thumbnail(uri: str, size: int = 128) -> np.ndarray:
     return (img * 255).astype(np.uint8)
 
 
-def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: str | None = None) -> dict[str, Any]:
+def _bundle_trust(model: str | None) -> tuple[Any, float | None]:
+    """(bundle, temperature): the temperature from the bundle's trust data, 1.0 for a bundle without (its
+    probabilities were never scaled), None without a bundle (ECE-before cannot be computed)."""
+    if model is None:
+        return None, None
+    from core.bundle import load_bundle
+    from core.trust import load_trust
+
+    bundle = load_bundle(model)
+    trust = load_trust(bundle)
+    return bundle, (float(trust.temperature) if trust is not None else 1.0)
+
+
+def evaluate(
+    labels_dir: str,
+    manifest_uri: str,
+    out_dir: str | Path,
+    model_id: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Metrics and report of ``labels_dir`` against the manifest's ``label``; ``model`` is the bundle that wrote
+    the labels (optional: it supplies the class order and the temperature for ECE-before)."""
     manifest = schema.validate_manifest(read_manifest(manifest_uri), require_label=True)
     labels = labels_store.read_labels(labels_dir)
     if labels.num_rows == 0:
         raise errors.ManifestError(f"no labels found in {labels_dir}")
     model_ids = sorted(set(labels.column("model_id").to_pylist()))
+    bundle, temperature = _bundle_trust(model)
+    if bundle is not None:
+        if bundle.model_id not in model_ids:
+            raise errors.BundleError(
+                f"--model {model} is model_id {bundle.model_id}, but {labels_dir} holds labels of {model_ids}"
+            )
+        if model_id is not None and model_id != bundle.model_id:
+            raise errors.BundleError(f"--model-id {model_id} contradicts --model {model} ({bundle.model_id})")
+        model_id = bundle.model_id
     if model_id is None:
         if len(model_ids) > 1:
             latest = pc.max(labels.column("labeled_at")).as_py()
@@ -49,10 +84,13 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
     truth = manifest.select([schema.IMAGE_ID, schema.LABEL]).rename_columns([schema.IMAGE_ID, "true"])
     keep = [schema.IMAGE_ID, schema.URI, schema.LABEL, "confidence", "status", "error", "header_body_part"]
     keep += ["header_class", "header_agrees"]
-    joined = truth.join(labels.select(keep), schema.IMAGE_ID, join_type="left outer")
+    keep += [c for c in ("probabilities", "ood_score", "abstain_reason") if c in labels.column_names]
+    # A dict join, not Table.join: Arrow's hash join cannot carry the list column ``probabilities``.
+    by_id = {r[schema.IMAGE_ID]: r for r in labels.select(keep).to_pylist()}
     classes = _classes_from(labels, truth)
     rows = []
-    for r in joined.to_pylist():
+    for t in truth.to_pylist():
+        r = {**by_id.get(t[schema.IMAGE_ID], {}), **t}
         rows.append(
             {
                 "image_id": r[schema.IMAGE_ID],
@@ -64,6 +102,9 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
                 "error": r.get("error"),
                 "header_body_part": r.get("header_class") or r.get("header_body_part"),
                 "header_agrees": r.get("header_agrees"),
+                "probabilities": r.get("probabilities"),
+                "ood_score": r.get("ood_score"),
+                "abstain_reason": r.get("abstain_reason"),
             }
         )
     known = set(classes)
@@ -76,7 +117,20 @@ def evaluate(labels_dir: str, manifest_uri: str, out_dir: str | Path, model_id: 
     metrics["ground_truth_outside_model_classes"] = len(rows) - len(scored)
     disagreements = [r for r in rows if r.get("header_agrees") is False]
     metrics["header_disagreements"] = len(disagreements)
-    extra = {"DICOM header disagrees with the pixels": disagreements} if disagreements else None
+    trust, reliabilities = trust_metrics(rows, bundle.classes if bundle is not None else None, temperature)
+    metrics.update(trust)
+    metrics["reliability"] = {k: v.to_json() for k, v in reliabilities.items()}
+    body_parts = {r["true"] for r in rows if r["true"] != schema.OTHER_LABEL}
+    sections = {
+        "DICOM header disagrees with the pixels": disagreements,
+        "Non-radiographs ('other') labelled as a body part": [
+            r for r in rows if r["true"] == schema.OTHER_LABEL and r["pred"] in body_parts
+        ],
+        "Body-part images the model abstained on": [
+            r for r in rows if r["true"] != schema.OTHER_LABEL and r["pred"] == schema.OTHER_LABEL
+        ],
+    }
+    extra = {k: v for k, v in sections.items() if v} or None
     write_report(
         out_dir, metrics, rows, thumbnail=thumbnail, title=f"scanlabel evaluation — {model_id}", extra_sections=extra
     )
@@ -91,4 +145,6 @@ def _classes_from(labels: pa.Table, truth: pa.Table) -> list[str]:
 
 
 def headline(metrics: dict[str, Any]) -> str:
-    return json.dumps({k: metrics[k] for k in ("n", "accuracy", "macro_f1", "n_unlabeled") if k in metrics})
+    keys = ("n", "accuracy", "macro_f1", "n_unlabeled", "coverage", "abstention_rate", "accuracy_accepted")
+    keys += ("ece_before", "ece_after", "ood_auroc")
+    return json.dumps({k: metrics[k] for k in keys if k in metrics})

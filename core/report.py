@@ -1,5 +1,8 @@
 """Evaluation report: ``metrics.json`` for machines, ``confusion_matrix.png`` and ``report.html`` for people.
 
+When the metrics carry trust figures (:mod:`core.calibration_metrics`) the page gets a *Trust* section and
+``reliability.png`` (the reliability diagram before and after calibration) is written too.
+
 The HTML page is a single self-contained file (inline CSS, images as base64 data URIs, no scripts, no
 external resources) so it can be mailed, attached to a ticket or opened from an air-gapped reading room
 without breaking.  Its main job is auditing: the contact sheet shows misclassified images first, most
@@ -34,6 +37,7 @@ _MAX_ERROR_CHARS = 300
 
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion_matrix.png"
+RELIABILITY_FILE = "reliability.png"
 REPORT_FILE = "report.html"
 
 
@@ -122,6 +126,50 @@ def render_confusion_png(metrics: Mapping, title: str = "scanlabel evaluation") 
             f"{title}\naccuracy {_num(metrics, 'accuracy'):.3f} · macro-F1 {_num(metrics, 'macro_f1'):.3f}"
             f" · n={int(_num(metrics, 'n'))}"
         )
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    finally:
+        plt.close(fig)
+
+
+# --- reliability diagram ------------------------------------------------------------------------------------
+def render_reliability_png(metrics: Mapping, title: str = "scanlabel evaluation") -> bytes:
+    """Accuracy against confidence per bin (``metrics["reliability"]``, see :mod:`core.calibration_metrics`),
+    before and after calibration side by side: bars on the diagonal are honest confidence, the red part of a
+    bar is the gap that ECE averages (weighted by the bin's row count, printed above it)."""
+    panels = [(k, metrics["reliability"][k]) for k in ("before", "after") if (metrics.get("reliability") or {}).get(k)]
+    if not panels:
+        raise ValueError("metrics have no reliability bins to draw")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.0), dpi=110, squeeze=False)
+    try:
+        for ax, (which, rel) in zip(axes[0], panels, strict=True):
+            edges = np.asarray(rel["edges"], np.float64)
+            width = np.diff(edges)
+            centers = edges[:-1] + width / 2
+            acc = np.array([np.nan if a is None else a for a in rel["accuracy"]], np.float64)
+            conf = np.array([np.nan if c is None else c for c in rel["confidence"]], np.float64)
+            counts = np.asarray(rel["counts"], np.int64)
+            filled = counts > 0
+            ax.bar(centers[filled], acc[filled], width=width[filled], color="#1976d2", edgecolor="white",
+                   label="accuracy")  # fmt: skip
+            gap_lo = np.minimum(acc, conf)[filled]
+            ax.bar(centers[filled], np.abs(conf - acc)[filled], bottom=gap_lo, width=width[filled],
+                   color="#e53935", alpha=0.45, edgecolor="none", label="gap to confidence")  # fmt: skip
+            for x, a, n in zip(centers[filled], acc[filled], counts[filled], strict=True):
+                ax.text(x, min(a, 0.95) + 0.02, str(n), ha="center", va="bottom", fontsize=7, color="#333")
+            ax.plot([0, 1], [0, 1], "--", color="#555", linewidth=1, label="perfect calibration")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.05)
+            ax.set_xlabel("confidence")
+            ax.set_ylabel("accuracy")
+            key = "ece_before" if which == "before" else "ece_after"
+            temp = metrics.get("temperature")
+            sub = f" (T={temp:.3g} undone)" if which == "before" and isinstance(temp, (int, float)) else ""
+            ax.set_title(f"{which} calibration{sub}\nECE {_fmt(metrics.get(key))} · n={int(counts.sum())}")
+            ax.legend(loc="upper left", fontsize=8)
+        fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
@@ -333,6 +381,49 @@ def _per_class_table(metrics: Mapping) -> str:
     return "\n".join(lines)
 
 
+def _pct(value: object) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{100 * value:.1f}%"
+    return "—"
+
+
+def _trust_section(metrics: Mapping, reliability_png: bytes | None) -> list[str]:
+    """Calibration, abstention and OOD separation (core/calibration_metrics.py); empty for metrics without."""
+    if "coverage" not in metrics:
+        return []
+    kpis = [
+        ("coverage", _pct(metrics.get("coverage"))),
+        ("accuracy on accepted", _fmt(metrics.get("accuracy_accepted"))),
+        ("abstention", _pct(metrics.get("abstention_rate"))),
+        ("ECE before calibration", _fmt(metrics.get("ece_before"))),
+        ("ECE after calibration", _fmt(metrics.get("ece_after"))),
+    ]
+    if metrics.get("n_other"):
+        kpis += [
+            ("OOD score AUROC", _fmt(metrics.get("ood_auroc"))),
+            ("'other' rows without a body part", _pct(metrics.get("other_without_body_part"))),
+        ]
+    kpi_html = "".join(f'<div class="kpi"><span class="v">{v}</span><span class="k">{k}</span></div>' for k, v in kpis)
+    per_class = metrics.get("abstention_per_class") or {}
+    table = ["<table><thead><tr><th>true class</th><th>abstained</th></tr></thead><tbody>"]
+    table += [f"<tr><td>{_e(c)}</td><td>{_pct(v)}</td></tr>" for c, v in per_class.items()]
+    table.append("</tbody></table>")
+    notes = (
+        '<p class="note">Rows whose truth is a body part: coverage = accepted / all of them; abstention = '
+        "abstained (label <code>other</code>) / labelled ok; accuracy on the accepted ones.  ECE: "
+        f"{_e(metrics.get('ece_bins', 15))} equal-width confidence bins over {_e(metrics.get('ece_rows', 0))} "
+        "ok rows; <em>before</em> undoes the bundle's temperature"
+        + (" (no bundle given: not computed)" if metrics.get("ece_before") is None else "")
+        + ".  OOD AUROC: <code>ood_score</code> of <code>other</code> rows against body-part rows.</p>"
+    )
+    out = ["<h2>Trust</h2>", f'<div class="kpis">{kpi_html}</div>', notes, "<h3>Abstention per true class</h3>"]
+    out.append("\n".join(table))
+    if reliability_png:
+        uri = "data:image/png;base64," + base64.b64encode(reliability_png).decode("ascii")
+        out += ["<h3>Reliability diagram</h3>", f'<img class="cm" src="{uri}" alt="reliability diagram">']
+    return out
+
+
 def render_html(
     metrics: Mapping,
     rows: Sequence[Mapping],
@@ -341,6 +432,7 @@ def render_html(
     title: str = "scanlabel evaluation",
     max_thumbnails: int = 120,
     extra_sections: Mapping[str, Sequence[Mapping]] | None = None,
+    reliability_png: bytes | None = None,
 ) -> str:
     """Build the self-contained report page; separate from :func:`write_report` so it can be tested or
     served without touching disk."""
@@ -369,6 +461,7 @@ def render_html(
             "numbers are counts.</p>"
         ),
         f'<img class="cm" src="{cm_uri}" alt="confusion matrix">',
+        *_trust_section(metrics, reliability_png),
         "<h2>Contact sheet</h2>",
         _contact_sheet(rows, thumbnail, max_thumbnails),
     ]
@@ -407,6 +500,11 @@ def write_report(
 
     png = render_confusion_png(metrics, title)
     _write_atomic(paths["confusion_matrix"], png)
+    reliability_png = None
+    if metrics.get("reliability"):
+        reliability_png = render_reliability_png(metrics, title)
+        paths["reliability"] = out / RELIABILITY_FILE
+        _write_atomic(paths["reliability"], reliability_png)
 
     page = render_html(
         metrics,
@@ -416,6 +514,7 @@ def write_report(
         title=title,
         max_thumbnails=max_thumbnails,
         extra_sections=extra_sections,
+        reliability_png=reliability_png,
     )
     _write_atomic(paths["report"], page.encode("utf-8"))
     return paths
