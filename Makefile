@@ -6,14 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+
+# Recipes are silent (@): what `make demo` prints is meant for a person (tests/test_console.py keeps it short).
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[cpu,dev]"
-	touch $(STAMP)
+	@echo "scanlabel: installing into $(VENV) (when pyproject.toml changes; a few minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip
+	@$(PIP) install -e ".[cpu,dev]"
+	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/scanlabel demo --out demo_out
+	@$(BIN)/scanlabel demo --out demo_out
 
 test: $(STAMP)
 	$(BIN)/ruff check core cluster jobs tests

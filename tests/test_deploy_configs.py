@@ -369,3 +369,17 @@ def test_nightly_rayjob_is_the_label_rayjob():
     assert nightly["spec"] == _one("rayjob-label.yaml")["spec"], "ConfigMap copy drifted from rayjob-label.yaml"
     # a nightly run must be stopped before the next one starts
     assert nightly["spec"]["activeDeadlineSeconds"] < 24 * 3600
+
+
+def test_nightly_run_reports_its_outcome_to_the_scheduler():
+    """The nightly job fails (non-zero exit: RayJob FAILED) on too many errors or on drift, and leaves its
+    summary where a monitor can read it."""
+    _, args = _entrypoint_args(_nightly_rayjob()["spec"]["entrypoint"])
+    assert "--fail-on-drift" in args
+    assert 0 < float(args[args.index("--max-error-rate") + 1]) < 1
+    summary = args[args.index("--summary-json") + 1]
+    out = args[args.index("--out") + 1]
+    assert summary.startswith("s3://") and summary.endswith(".json")
+    # inside the labels prefix only under a folder Parquet readers skip (leading underscore)
+    if summary.startswith(out.rstrip("/") + "/"):
+        assert summary[len(out.rstrip("/")) + 1 :].startswith("_")
