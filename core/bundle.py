@@ -6,6 +6,8 @@ Layout (MONAI-bundle / keras-hub preset habit: whatever is saved loads from a pa
     labels.json        class names in output order
     preprocess.json    the frozen PreprocessConfig the model was trained with
     training.json      what produced it: backbone, weights source, data fingerprint, history, versions
+    trust.json         calibration temperature, OOD method, abstention thresholds (core.trust; optional)
+    ood.npz            the OOD method's fitted arrays (optional)
     bundle.json        model_id and the SHA-256 of every file above
 
 ``model_id`` is derived from the content hashes, so the same weights always carry the same id and labels in
@@ -84,11 +86,13 @@ def save_bundle(
     preprocess: PreprocessConfig,
     training: dict[str, Any],
     extra_files: dict[str, str] | None = None,
+    hashed_files: dict[str, str] | None = None,
 ) -> str:
     """Write a bundle directory (local or object store) and return its model_id.
 
     The directory is assembled in a temporary folder and moved into place, so a reader never sees half a
-    bundle.  ``extra_files`` (name → local path) are copied in unhashed, e.g. ``training_curves.png``.
+    bundle.  ``extra_files`` (name → local path) are copied in unhashed, e.g. ``training_curves.png``;
+    ``hashed_files`` are optional parts that labeling depends on (``trust.json``), hashed like the rest.
     """
     backbone = training.get("backbone", "model")
     with tempfile.TemporaryDirectory(prefix="scanlabel-bundle-") as tmp:
@@ -99,7 +103,9 @@ def save_bundle(
             f.write(preprocess.to_json())
         with open(os.path.join(tmp, TRAINING_FILE), "w") as f:
             json.dump(training, f, indent=2, sort_keys=True, default=str)
-        hashes = {name: _sha256(os.path.join(tmp, name)) for name in HASHED_FILES}
+        for name, src in (hashed_files or {}).items():
+            shutil.copyfile(src, os.path.join(tmp, name))
+        hashes = {name: _sha256(os.path.join(tmp, name)) for name in (*HASHED_FILES, *(hashed_files or {}))}
         model_id = _model_id(backbone, hashes)
         with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
             json.dump(
@@ -146,7 +152,7 @@ def _localise(path: str) -> str:
     cache = Path(os.environ.get("SCANLABEL_CACHE", Path.home() / ".cache" / "scanlabel")) / meta["model_id"]
     if not (cache / MANIFEST_FILE).exists():
         tmp = Path(tempfile.mkdtemp(prefix=".dl-", dir=cache.parent if cache.parent.exists() else None))
-        for name in (*HASHED_FILES, MANIFEST_FILE):
+        for name in (*meta["sha256"], MANIFEST_FILE):  # the optional hashed parts (trust.json) too
             (tmp / name).write_bytes(storage.read_bytes(storage.join(path, name)))
         cache.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -164,7 +170,7 @@ def load_bundle(path: str, verify: bool = True) -> Bundle:
         raise BundleError(f"{path} is not a scanlabel bundle: {MANIFEST_FILE} is missing")
     with open(manifest_path) as f:
         manifest = json.load(f)
-    for name in HASHED_FILES:
+    for name in (*HASHED_FILES, *manifest["sha256"]):
         if not os.path.exists(os.path.join(local, name)):
             raise BundleError(f"bundle {path} is incomplete: {name} is missing")
     if verify:
