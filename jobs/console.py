@@ -113,11 +113,11 @@ class PlainRenderer:
     def progress(self, event: ProgressEvent) -> None:
         now = time.monotonic()
         last = self._last.get(event.phase)
+        if event.final and last == -1.0:
+            return  # a repeated final update: already printed
         if event.final or last is None or now - last >= self.every_s:
-            self._last[event.phase] = now
+            self._last[event.phase] = -1.0 if event.final else now
             self.line(event.text())
-        if event.final:
-            self._last.pop(event.phase, None)
 
     def line(self, text: str, stream: IO[str] | None = None) -> None:
         target = stream or self.stream
@@ -139,12 +139,13 @@ class RichRenderer:
         self._bar = None
         self._task = None
         self._phase: str | None = None
+        self._done_phase: str | None = None
 
     def _start(self, event: ProgressEvent) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self._bar = Progress(
-            TextColumn("[{task.description}]"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=30),
             MofNCompleteColumn(),
             TextColumn("{task.fields[unit]}"),
@@ -156,10 +157,13 @@ class RichRenderer:
             transient=False,
         )
         self._bar.start()
-        self._task = self._bar.add_task(event.phase, total=event.total or None, unit=event.unit, details="")
+        self._task = self._bar.add_task(f"[{event.phase}]", total=event.total or None, unit=event.unit, details="")
         self._phase = event.phase
 
     def progress(self, event: ProgressEvent) -> None:
+        if event.final and self._bar is None and self._done_phase == event.phase:
+            return  # a repeated final update: the bar already ended
+        self._done_phase = event.phase if event.final else None
         if self._bar is None or self._phase != event.phase:
             self._stop()
             self._start(event)
