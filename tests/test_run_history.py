@@ -155,3 +155,23 @@ def test_three_nights_history_drift_and_report(ray_session, trained_bundle, nigh
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     colourful = float(np.mean((hsv[..., 1] > 80) & (hsv[..., 2] > 60)))
     assert float(img.std()) > 20 and colourful > 0.02, (float(img.std()), colourful)
+
+
+def test_runs_reads_summaries_from_s3(s3_server, tmp_path, capsys):
+    import boto3
+
+    from core import storage
+    from core.run_history import load_runs
+
+    boto3.client("s3").create_bucket(Bucket="history")
+    base = "s3://history/labels"
+    for i, (done, failed) in enumerate(((40, 0), (30, 2))):
+        summary = {"run_id": f"run{i}", "finished_at": 1_795_000_000 + i * 86400, "model_id": "m", "done": done}
+        summary.update(ok=done - failed, failed=failed, todo=done, manifest_rows=40 + 30 * i, errors={})
+        storage.write_bytes_atomic(f"{base}/_runs/run{i}.json", json.dumps(summary).encode())
+    storage.write_bytes_atomic(f"{base}/_runs/broken.json", b"{not json")
+    assert [r["run_id"] for r in load_runs(base)] == ["run0", "run1"]
+    assert main(["runs", "--labels", base, "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "[runs] 2 run(s), 0 flagged for drift" in out and (tmp_path / "r" / "runs.html").exists()
+    assert main(["runs", "--labels", "s3://history/nothing-here"]) == 2
