@@ -250,7 +250,7 @@ def _one_row_per_image(out: str, n: int) -> None:
 
 def test_two_runs_started_together_one_labels_the_other_exits_5(ray_session, small_archive, tiny_bundle, tmp_path):
     bundle, _ = tiny_bundle
-    n = 48
+    n = 32
     manifest = _manifest(small_archive, tmp_path, n)
     out = str(tmp_path / "labels")
     runs = [
@@ -271,7 +271,7 @@ def test_two_runs_started_together_one_labels_the_other_exits_5(ray_session, sma
 
 def test_a_waiting_run_plans_against_what_the_first_committed(ray_session, small_archive, tiny_bundle, tmp_path):
     bundle, _ = tiny_bundle
-    n = 48
+    n = 32
     manifest = _manifest(small_archive, tmp_path, n)
     out = str(tmp_path / "labels")
     runs = [
@@ -300,7 +300,7 @@ def test_a_sigkilled_holder_is_taken_over_after_its_timeout(ray_session, small_a
     from cluster.label import LabelOptions, run_label
 
     bundle, _ = tiny_bundle
-    n = 160
+    n = 64
     manifest = _manifest(small_archive, tmp_path, n)
     out = str(tmp_path / "labels")
     proc = _label(

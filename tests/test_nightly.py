@@ -84,6 +84,8 @@ def test_driver_sigkill_then_rerun(ray_session, small_archive, tiny_bundle, tmp_
         "16",
         "--address",
         address,
+        "--lease-timeout",  # it dies holding the labels dataset's lease: let the rerun take it over soon
+        "3",
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": os.getcwd()}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -99,7 +101,7 @@ def test_driver_sigkill_then_rerun(ray_session, small_archive, tiny_bundle, tmp_
             proc.kill()
     before = _committed(out)
     assert 0 < before < n, before
-    summary = run_label(LabelOptions(manifest=manifest, model=bundle, out=out, batch_size=8))
+    summary = run_label(LabelOptions(manifest=manifest, model=bundle, out=out, batch_size=8, wait_for_lease_s=60))
     assert summary.todo == n - before
     _assert_exactly_one_row_per_image(out, n)
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
