@@ -202,6 +202,25 @@ def test_modalities_override_in_decode_batch():
     assert list(decode_batch(batch, CFG, modalities=scope.DEFAULT_MODALITIES)[OK]) == [False, True, False]
 
 
+def test_sample_archive_dicoms_are_in_scope_and_its_secondary_captures_are_not(tmp_path):
+    """The generated archive's radiographs (CR / DX objects) pass the default scope, so training and labeling
+    see the same images; its non-radiograph secondary captures are skipped by header, its CR-wrapped ones are
+    left to the pixels."""
+    from core.sample_archive import write_sample_archive
+
+    manifest = pq.read_table(write_sample_archive(tmp_path, 15, seed=21, other_count=12))
+    out = decode_batch({k: np.array(manifest.column(k).to_pylist(), dtype=object) for k in (schema.URI,
+                        schema.IMAGE_ID)}, CFG, modalities=scope.DEFAULT_MODALITIES)  # fmt: skip
+    fmt, label = manifest.column("format").to_pylist(), manifest.column("label").to_pylist()
+    outcome = list(zip(fmt, label, out[OK], out["error"], strict=True))
+    assert all(ok for f, lab, ok, _ in outcome if lab != "other")  # every body-part row, DICOM included
+    assert any(f.startswith("dicom") for f, lab, _, _ in outcome if lab != "other")
+    sc = [(ok, e) for f, lab, ok, e in outcome if f == "dicom_sc"]
+    cr = [(ok, e) for f, lab, ok, e in outcome if f == "dicom_cr"]
+    assert sc and all(e == errors.OUT_OF_SCOPE for _, e in sc)
+    assert cr and all(ok for ok, _ in cr)
+
+
 # --- the label job ---------------------------------------------------------------------------------------------
 def test_label_job_scope_and_modalities_override(ray_session, tiny_bundle, small_archive, tmp_path):
     from jobs.cli import main
