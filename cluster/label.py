@@ -103,7 +103,7 @@ class LabelSummary:
             f"[label] per label: {json.dumps(dict(sorted(self.per_label.items())))}",
             f"[label] errors by code: {json.dumps(dict(sorted(self.errors.items())))}",
             f"[label] DICOM header disagrees with the pixels for {self.header_disagreements} image(s)"
-            + (f", e.g. {json.dumps(self.header_disagreement_examples[:5])}" if self.header_disagreements else ""),
+            + (f" (examples in _runs/{self.run_id}.json)" if self.header_disagreements and self.run_id else ""),
             f"[label] abstained {self.abstained} of {self.ok} ok: "
             f"{json.dumps(dict(sorted(self.abstain_reasons.items())))}",
             f"[label] {self.images_per_s:.1f} images/s over {self.seconds:.1f} s",

@@ -88,6 +88,7 @@ class ProgressTracker:
         self.rate_label, self.rate_scale = rate_label, rate_scale
         self._t0: float | None = None
         self._done0 = 0
+        self._created = time.perf_counter()
         self._last = 0.0
 
     def update(self, done: int, final: bool = False, **fields: Any) -> ProgressEvent | None:
@@ -101,6 +102,8 @@ class ProgressTracker:
         elapsed = now - self._t0
         moved = done - self._done0
         rate = moved / elapsed if elapsed > 0 and moved > 0 else None
+        if rate is None and final and done > 0:  # all in one update: the rate since the tracker started
+            rate = done / max(now - self._created, 1e-9)
         eta = (self.total - done) / rate if rate else None
         event = ProgressEvent(
             self.phase, done, self.total, self.unit, rate, eta, dict(fields), final, self.rate_label, self.rate_scale

@@ -9,7 +9,7 @@ reproducibly from a seed, so a demo run and a regression test see byte-identical
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -88,7 +88,7 @@ def _quantize(img: np.ndarray, maxval: int, dtype: type) -> np.ndarray:
     return np.rint(img * np.float32(maxval)).astype(dtype)
 
 
-def _uid_maker(seed: int, key: str):
+def _uid_maker(seed: int, key: str) -> Callable[[str], str]:
     """UIDs derived from the seed and the row, never from the clock, so files are reproducible."""
 
     def uid(kind: str) -> str:
@@ -97,7 +97,7 @@ def _uid_maker(seed: int, key: str):
     return uid
 
 
-def _new_dataset(sop_class: str, modality: str, uid, instance_number: int) -> Dataset:
+def _new_dataset(sop_class: str, modality: str, uid: Callable[[str], str], instance_number: int) -> Dataset:
     """File meta plus the study/series/patient modules every object of the archive shares."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
