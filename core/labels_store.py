@@ -173,11 +173,9 @@ def remove_stale_temporaries(out: str) -> int:
     return removed
 
 
-@dataclass(frozen=True)
-class _Winner:
-    labeled_at: int  # microseconds since the epoch
-    file: str  # part file base name
-    digest: str | None  # content hash, only where labeled_at and file tie
+# A key's winning row: (labeled_at in µs, part file base name, content hash only where those two tie).  A plain
+# tuple: a relabel makes one per row.
+_Winner = tuple[int, str, "str | None"]
 
 
 @dataclass
@@ -193,6 +191,34 @@ def _row_digest(table: pa.Table, i: int) -> str:
     return hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _plan_without_ties(dups: pa.Table) -> CompactionPlan | None:
+    """The usual case in plain Arrow kernels (a relabel duplicates every row): newest labeled_at, then greatest
+    part file name; None when two rows of a key share both, and only their content can decide."""
+    d = pa.table(
+        {
+            "k": pc.binary_join_element_wise(dups.column(schema.IMAGE_ID), dups.column("model_id"), "\x1f"),
+            "i": dups.column(schema.IMAGE_ID),
+            "m": dups.column("model_id"),
+            "at": dups.column("labeled_at").cast(pa.int64()),
+            "base": pc.replace_substring_regex(dups.column("_file"), "^.*/", ""),
+            "file": dups.column("_file"),
+        }
+    ).sort_by([("k", "ascending"), ("at", "descending"), ("base", "descending")])
+    k, at, base = d.column("k"), d.column("at"), d.column("base")
+    same_key = pc.equal(k.slice(1), k.slice(0, len(k) - 1))
+    tie = pc.and_(
+        same_key,
+        pc.and_(pc.equal(at.slice(1), at.slice(0, len(k) - 1)), pc.equal(base.slice(1), base.slice(0, len(k) - 1))),
+    )
+    if pc.any(tie).as_py():
+        return None
+    first = pa.concat_arrays([pa.array([True]), pc.invert(same_key).combine_chunks()])
+    files = sorted(set(d.filter(pc.invert(first)).column("file").to_pylist()))
+    w = d.filter(first)
+    cols = [w.column(c).to_pylist() for c in ("i", "m", "at", "base")]
+    return CompactionPlan({(i, m): (t, b, None) for i, m, t, b in zip(*cols, strict=True)}, files)
+
+
 def plan_compaction(out: str) -> CompactionPlan:
     """Decide, from one listing, which row of each duplicated (image_id, model_id) wins: the newest
     ``labeled_at``, then the greatest part file name, then the greatest content hash (a total order that does
@@ -206,6 +232,9 @@ def plan_compaction(out: str) -> CompactionPlan:
     if len(dup_keys) == 0:
         return CompactionPlan()
     dups = keys.filter(pc.is_in(key, dup_keys))
+    fast = _plan_without_ties(dups)
+    if fast is not None:
+        return fast
     ids = dups.column(schema.IMAGE_ID).to_pylist()
     mids = dups.column("model_id").to_pylist()
     ats = dups.column("labeled_at").cast(pa.int64()).to_pylist()
@@ -249,7 +278,7 @@ def plan_compaction(out: str) -> CompactionPlan:
         if (at, base) != w[:2] or seen[ident[n]] > 1:
             files.add(paths[n])  # holds a losing row (or several rows tied with the winner)
     plan = CompactionPlan(
-        {k: _Winner(at, base, d or None) for k, (at, base, d) in winners.items()},
+        {k: (at, base, d or None) for k, (at, base, d) in winners.items()},
         sorted(files),
     )
     return plan
@@ -278,9 +307,7 @@ def apply_compaction(out: str, plan: CompactionPlan, guard: Callable[[], None] |
             k = (ids[r], mids[r])
             w = plan.winners.get(k)
             ok = w is None or (
-                (ats[r], base) == (w.labeled_at, w.file)
-                and k not in kept_winner
-                and (w.digest is None or _row_digest(table, r) == w.digest)
+                (ats[r], base) == w[:2] and k not in kept_winner and (w[2] is None or _row_digest(table, r) == w[2])
             )
             if ok and w is not None:
                 kept_winner.add(k)
