@@ -96,8 +96,14 @@ class LeaseRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LeaseRecord:
-        d = json.loads(data)
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        try:
+            d = json.loads(data)
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        except (ValueError, KeyError, TypeError) as e:
+            raise LeaseError(
+                f"unreadable lease record ({e}): records are only ever created whole, so it was edited by hand; "
+                f"if no run is working on this dataset, delete its {LEASE_DIR}/ folder"
+            ) from e
 
     def free(self, now: float) -> bool:
         return self.state == "released" or now - self.heartbeat_at > self.timeout_s
@@ -155,6 +161,11 @@ class _LocalStore:
             return True
         except FileExistsError:
             return False
+        except OSError as e:  # e.g. a FUSE mount of an object store
+            raise LeaseError(
+                f"{self.dir} does not support hard links ({e}), which the local lease uses as its atomic "
+                "exclusive create; write the labels to a local disk, NFS, or s3://"
+            ) from e
         finally:
             os.unlink(tmp)
 
