@@ -59,9 +59,11 @@ class LabelOptions:
     header_map: str | None = None
     keep_columns: tuple[str, ...] = ()
     max_error_rate: float | None = None
-    modalities: tuple[str, ...] | None = None  # DICOM scope (core/scope.py); None: the bundle's own
     wait_for_lease_s: float = 0.0  # another run holds the dataset: wait this long for it, then exit 5
     lease_timeout_s: float = LEASE_TIMEOUT_S  # this run's lease goes stale this long after its last heartbeat
+    min_confidence: float | None = None  # abstention thresholds (core/trust.py); None: the bundle's own
+    max_ood_score: float | None = None
+    modalities: tuple[str, ...] | None = None  # DICOM scope (core/scope.py); None: the bundle's own
     fail_on_drift: bool = False  # raise DriftDetected (exit 4) after writing when the run drifted (core/drift.py)
     drift_window: int = 7  # reference: the last N earlier runs of the same model
 
@@ -113,7 +115,14 @@ class LabelSummary:
 class ModelActor:
     """Ray actor: loads the bundle once, limits TF threads to its CPU share, classifies decoded batches."""
 
-    def __init__(self, bundle_path: str, batch_size: int, threads: int) -> None:
+    def __init__(
+        self,
+        bundle_path: str,
+        batch_size: int,
+        threads: int,
+        min_confidence: float | None = None,
+        max_ood_score: float | None = None,
+    ) -> None:
         import ray
 
         from cluster.runtime import limit_tf_threads
@@ -121,7 +130,7 @@ class ModelActor:
         limit_tf_threads(threads)
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         node = ray.get_runtime_context().get_node_id()[:12]
-        self.classifier = BatchClassifier(load_bundle(bundle_path), batch_size)
+        self.classifier = BatchClassifier(load_bundle(bundle_path), batch_size, min_confidence, max_ood_score)
         print(
             f"[label] model actor pid={os.getpid()} node={node} gpu_ids={','.join(gpu_ids) or '-'} "
             f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} tf_threads={threads}",
@@ -162,6 +171,7 @@ def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=pr
     access.validate_roots(opts.allowed_roots)  # a mistyped root must fail the job, not every row
     mapping = load_header_map(opts.header_map)
     bundle = load_bundle(opts.model)
+    _check_trust_overrides(opts, bundle)
     table = schema.validate_manifest(read_manifest(opts.manifest))
     missing = [c for c in opts.keep_columns if c not in table.column_names]
     if missing:
@@ -190,6 +200,18 @@ def _lease_check(lease: DatasetLease | None):
     return lease.check if lease is not None else None
 
 
+def _check_trust_overrides(opts: LabelOptions, bundle) -> None:
+    """Threshold overrides need the bundle's trust data; refuse before any work rather than in every actor."""
+    from core.errors import BundleError
+    from core.trust import load_trust
+
+    if (opts.min_confidence is not None or opts.max_ood_score is not None) and load_trust(bundle) is None:
+        raise BundleError(
+            f"--min-confidence / --max-ood-score need a bundle with trust data; {opts.model} has none "
+            "(trained before calibration existed): retrain it"
+        )
+
+
 def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
     import ray
 
@@ -199,6 +221,17 @@ def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
         return max(1, int(ray.cluster_resources().get("GPU", 0) // gpus_per_actor))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return max(1, cpus // 2)  # CPU clusters: one actor per two cores; decode tasks interleave with them
+
+
+def _pool_fits_now(n_actors: int, cpus_per_actor: float, gpus_per_actor: float, decode_cpus: float) -> bool:
+    """Whether the cluster has the CPUs and GPUs for every model actor plus one decode task right now."""
+    import ray
+
+    free = ray.available_resources()
+    return (
+        free.get("CPU", 0) + 1e-9 >= n_actors * cpus_per_actor + decode_cpus
+        and free.get("GPU", 0) + 1e-9 >= n_actors * gpus_per_actor
+    )
 
 
 def _default_tf_threads(opts: LabelOptions, n_actors: int, gpus_per_actor: float) -> int:
@@ -230,10 +263,13 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
     # Blocks of a few batches: enough of them to keep every actor fed, small enough to stream.
     blocks = [todo.slice(i, rows_per_block).combine_chunks() for i in range(0, todo.num_rows, rows_per_block)]
-    # Start only once the whole actor pool is up (GPU nodes may still be joining an autoscaling cluster);
-    # a pool that cannot start in time fails the job with a clear message instead of crawling on one actor.
-    # Set before the dataset exists: a Dataset keeps its own copy of the context.
-    ray.data.DataContext.get_current().wait_for_min_actors_s = opts.wait_for_actors_s
+    # When the cluster has room for the whole pool now, start at once: decode tasks then work through the
+    # first blocks while the model actors import TensorFlow, load and trace (seconds of CPU each), instead of
+    # the whole pipeline waiting for them.  Otherwise (GPU nodes still joining an autoscaling cluster) start
+    # only once the whole pool is up; a pool that cannot start in time fails the job with a clear message
+    # instead of crawling on one actor.  Set before the dataset exists: a Dataset keeps its own copy.
+    fits = _pool_fits_now(n_actors, opts.cpus_per_actor, gpus_per_actor, opts.decode_cpus)
+    ray.data.DataContext.get_current().wait_for_min_actors_s = 0 if fits else opts.wait_for_actors_s
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(
         _decode,
@@ -258,7 +294,13 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
 
     ds = ds.map_batches(
         ModelActor,
-        fn_constructor_kwargs={"bundle_path": opts.model, "batch_size": bs, "threads": threads},
+        fn_constructor_kwargs={
+            "bundle_path": opts.model,
+            "batch_size": bs,
+            "threads": threads,
+            "min_confidence": opts.min_confidence,
+            "max_ood_score": opts.max_ood_score,
+        },
         batch_size=bs,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=n_actors),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,9 @@ import pyarrow as pa
 
 from core import access, errors, readers, schema
 from core.header_map import HeaderMap, header_agrees
-from core.preprocess import PreprocessConfig, preprocess_pixels
+from core.preprocess import LEVELS, PreprocessConfig, compact_pixels, expand
 
-PIXELS = "pixels"
+PIXELS = "pixels"  # the compact model input (core.preprocess.compact_pixels): (n, s, s, 1), uint8 levels
 OK = "_ok"
 HEADER_CLASS = "header_class"  # the model class the DICOM header names (core.header_map); None if it names none
 
@@ -34,6 +35,10 @@ def decode_batch(
 ) -> dict[str, Any]:
     """Preprocess every row; failures get a zero image, ``_ok=False`` and an error code.
 
+    ``pixels`` hold the compact form (one channel, uint8 levels unless the bundle predates quantisation), which
+    is what crosses Ray's object store; :class:`BatchClassifier` widens it to the model input in its traced
+    call, with the arithmetic of :func:`core.preprocess.expand` that training uses.
+
     ``modalities`` (the bundle's scope, or ``--modalities``; see :mod:`core.scope`): a DICOM object whose
     Modality / SOP class lies outside it gets ``out_of_scope`` from its header, before its pixels are decoded,
     and so never reaches the model.  ``None`` applies no scope.
@@ -48,7 +53,7 @@ def decode_batch(
     roots = access.validate_roots(allowed_roots)  # a misconfigured root fails the task, not every row
     uris = [str(u) for u in batch[schema.URI]]
     n = len(uris)
-    pixels = np.zeros((n, *cfg.shape), dtype=np.float32)
+    pixels = np.zeros((n, *cfg.compact_shape), dtype=cfg.compact_dtype)
     ok = np.zeros(n, dtype=bool)
     err: list[str | None] = [None] * n
     detail: list[str | None] = [None] * n
@@ -62,7 +67,7 @@ def decode_batch(
             decoded = readers.decode_bytes(
                 data, uri, limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
             )
-            pixels[i] = preprocess_pixels(decoded, cfg)  # the same steps as preprocess_file, plus the checks
+            pixels[i] = compact_pixels(decoded, cfg)  # the same steps as preprocess_file, plus the checks
             ok[i] = True
             fmt[i] = decoded.meta.get("source_format")
             header[i] = decoded.meta.get("header_body_part")
@@ -94,40 +99,82 @@ def _text(value: Any) -> str | None:
 
 
 class BatchClassifier:
-    """Runs a bundle's model on fixed-shape batches (the last one padded) so the graph is traced once."""
+    """Runs a bundle's model on fixed-shape batches (the last one padded) so the graph is traced once.
 
-    def __init__(self, bundle, batch_size: int) -> None:
+    Input is the compact form of :func:`decode_batch`; one traced call widens it (uint8 levels → float32,
+    one channel → ``cfg.channels``) and returns the probabilities, plus the penultimate features when the
+    bundle scores trust, so nothing runs the model twice and nothing traces twice (start-up CPU counts in a
+    short run).
+    """
+
+    def __init__(
+        self, bundle, batch_size: int, min_confidence: float | None = None, max_ood_score: float | None = None
+    ) -> None:
         import tensorflow as tf
 
         self.bundle = bundle
         self.batch_size = int(batch_size)
         self.classes = list(bundle.classes)
-        model = bundle.model
-        spec = tf.TensorSpec((self.batch_size, *bundle.preprocess.shape), tf.float32)
-        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        self._fn(tf.zeros(spec.shape))  # trace and warm up now, not on the first real batch
+        self.trust = _load_trust(bundle, min_confidence, max_ood_score)
+        features = self.trust is not None and self.trust.needs_features
+        self._fn = _forward_function(bundle.model, bundle.preprocess, self.batch_size, features)
+        self._fn(tf.zeros(self._fn.input_signature[0].shape, self._fn.input_signature[0].dtype))  # trace now
 
-    def predict(self, pixels: np.ndarray) -> np.ndarray:
+    def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and (when the bundle scores trust) penultimate features of compact ``pixels``."""
         n = len(pixels)
-        out = np.zeros((n, len(self.classes)), dtype=np.float32)
+        pixels = np.asarray(pixels, dtype=self.bundle.preprocess.compact_dtype)
+        probs = np.zeros((n, len(self.classes)), dtype=np.float32)
+        feats: np.ndarray | None = None
         b = self.batch_size
         for start in range(0, n, b):
             chunk = pixels[start : start + b]
             m = len(chunk)
             if m < b:
                 chunk = np.concatenate([chunk, np.zeros((b - m, *chunk.shape[1:]), chunk.dtype)])
-            out[start : start + m] = self._fn(chunk).numpy()[:m]
-        return out
+            out = self._fn(chunk)
+            probs[start : start + m] = out[0].numpy()[:m]
+            if len(out) > 1:
+                if feats is None:
+                    feats = np.zeros((n, out[1].shape[-1]), dtype=np.float32)
+                feats[start : start + m] = out[1].numpy()[:m]
+        return probs, feats
+
+    def predict(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's probabilities for compact ``pixels`` (n, s, s, 1)."""
+        return self.forward(pixels)[0]
+
+    def predict_scored(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities and OOD scores from one forward pass (features and softmax together)."""
+        probs, feats = self.forward(pixels)
+        calibrated = self.trust.calibrate(probs)
+        return calibrated.astype(np.float32), self.trust.ood(feats, calibrated).astype(np.float32)
+
+    def _abstain_reasons(self, probs: np.ndarray, ood: np.ndarray, ok: np.ndarray) -> list[str | None]:
+        if self.trust is None:
+            return [None] * len(ok)
+        from core.trust import abstain_reasons
+
+        t = self.trust
+        reasons = abstain_reasons(probs, ood, self.classes, t.min_confidence, t.max_ood_score)
+        return [r if ok[i] else None for i, r in enumerate(reasons)]
 
     def label_batch(self, batch: dict[str, Any]) -> pa.Table:
         """Decoded batch in, a table in exactly the labels schema out (pixels dropped).
 
+        With a bundle's trust data (:mod:`core.trust`) probabilities are calibrated, every ok row gets an
+        ``ood_score``, and rows that should not be trusted keep status ok but get label ``other`` and an
+        ``abstain_reason`` (their ``probabilities`` still hold every class score).
         Returning Arrow with the schema applied here keeps all-null columns typed as they cross Ray."""
         ok = np.asarray(batch[OK], dtype=bool)
         n = len(ok)
         probs = np.zeros((n, len(self.classes)), dtype=np.float32)
-        if ok.any():
+        ood = np.full(n, np.nan, dtype=np.float32)
+        if ok.any() and self.trust is not None:
+            probs[ok], ood[ok] = self.predict_scored(np.asarray(batch[PIXELS])[ok])
+        elif ok.any():
             probs[ok] = self.predict(np.asarray(batch[PIXELS])[ok])
+        reasons = self._abstain_reasons(probs, ood, ok)
         top = probs.argmax(axis=1)
         errs = [_text(e) for e in batch["error"]]
         status = [
@@ -140,6 +187,8 @@ class BatchClassifier:
         now = np.int64(dt.datetime.now(dt.timezone.utc).timestamp() * 1_000_000)
         labels = [self.classes[top[i]] if ok[i] else None for i in range(n)]
         header_cls = [_text(v) for v in batch[HEADER_CLASS]] if HEADER_CLASS in batch else [None] * n
+        agrees = [header_agrees(None if reasons[i] else labels[i], header_cls[i]) for i in range(n)]
+        labels = [schema.OTHER_LABEL if reasons[i] else labels[i] for i in range(n)]
         return schema.labels_table(
             {
                 schema.IMAGE_ID: list(batch[schema.IMAGE_ID]),
@@ -153,8 +202,55 @@ class BatchClassifier:
                 "source_format": [_text(v) for v in batch["source_format"]],
                 "header_body_part": [_text(v) for v in batch["header_body_part"]],
                 HEADER_CLASS: header_cls,  # kept by labels_table once the schema has the column
-                "header_agrees": [header_agrees(labels[i], header_cls[i]) for i in range(n)],
+                "header_agrees": agrees,  # an abstained row makes no claim to agree or disagree with
+                "ood_score": [float(ood[i]) if ok[i] and self.trust is not None else None for i in range(n)],
+                "abstain_reason": reasons,
                 "model_id": [self.bundle.model_id] * n,
                 "labeled_at": np.full(n, now, dtype=np.int64),
             }
         )
+
+
+def _load_trust(bundle, min_confidence: float | None, max_ood_score: float | None):
+    """The bundle's trust data with per-run threshold overrides; None (no abstention) for older bundles."""
+    from core.trust import load_trust
+
+    trust = load_trust(bundle)
+    if trust is None:
+        if min_confidence is not None or max_ood_score is not None:
+            raise ValueError(
+                f"--min-confidence / --max-ood-score need a bundle with trust data; {bundle.path} has none "
+                "(trained before calibration existed): retrain it"
+            )
+        return None
+    return trust.with_overrides(min_confidence, max_ood_score)
+
+
+def _forward_function(model, cfg: PreprocessConfig, batch_size: int, features: bool):
+    """One fixed-shape traced call: compact pixels in, (softmax,) or (softmax, penultimate features) out.
+
+    The widening is :func:`core.preprocess.expand` in graph form (each uint8 level's float, then the channel
+    copies), bit-identical to it (tests/test_inference_equivalence.py), so the model sees what training fed it.
+    """
+    import keras
+    import tensorflow as tf
+
+    if features:
+        from core.trust import FEATURE_LAYER
+
+        model = keras.Model(model.inputs, [model.outputs[0], model.get_layer(FEATURE_LAYER).output])
+    quantized = cfg.compact_dtype == np.uint8
+    spec = tf.TensorSpec((batch_size, *cfg.compact_shape), tf.uint8 if quantized else tf.float32)
+    # Each level's float comes from expand itself, looked up: TF's division by a constant may be rewritten as a
+    # multiplication by its reciprocal, one ulp away from numpy's for some levels.
+    levels = np.arange(LEVELS + 1, dtype=np.uint8)[:, None]
+    table = tf.constant(expand(levels, replace(cfg, channels=1))[:, 0])
+
+    def run(x):
+        x = tf.gather(table, tf.cast(x, tf.int32)) if quantized else x
+        if cfg.channels != 1:
+            x = tf.repeat(x, cfg.channels, axis=-1)
+        out = model(x, training=False)
+        return tuple(out) if isinstance(out, (list, tuple)) else (out,)
+
+    return tf.function(run, input_signature=[spec])

@@ -4,6 +4,12 @@
 :class:`PreprocessConfig` that is saved inside the model bundle, so the two cannot drift apart.  The output is
 backbone-neutral (float32 in [0, 1], ``channels`` copies of the grayscale image); each backbone's own input
 scaling lives inside the saved model (see :mod:`core.backbones`).
+
+The image is built in a *compact* form first (:func:`compact_pixels`: one channel, rounded to 8-bit levels
+``k / 255``) and widened to the model input by :func:`expand`.  The labeling job ships the compact form
+between its decode tasks and model actors (224² uint8 is 50 KB against 600 KB of float32 RGB) and widens it
+inside the model call; training calls :func:`preprocess_file`, which does both steps here.  Either way the
+model sees exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ class PreprocessConfig:
     high_percentile: float = 99.5
     interpolation: str = "area"
     max_pixels: int = readers.DEFAULT_MAX_PIXELS
+    # Round the windowed [0, 1] image to 8-bit levels (k / 255).  Bundles saved before this field existed
+    # load with False (see from_dict), so their inputs stay exactly what they were trained on.
+    quantize: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,11 +52,21 @@ class PreprocessConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown preprocessing keys {sorted(unknown)} (bundle from a newer version?)")
-        return cls(**d)
+        return cls(**{"quantize": False, **d})  # a config without the key predates quantisation
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """The model input: ``channels`` copies of the image, float32 in [0, 1]."""
         return (self.image_size, self.image_size, self.channels)
+
+    @property
+    def compact_shape(self) -> tuple[int, int, int]:
+        """The compact form that decode tasks hand to model actors: one channel."""
+        return (self.image_size, self.image_size, 1)
+
+    @property
+    def compact_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8) if self.quantize else np.dtype(np.float32)
 
 
 def normalize_intensity(
@@ -85,7 +104,26 @@ def letterbox(img: np.ndarray, size: int, interpolation: str = "area") -> np.nda
     return out
 
 
-def preprocess_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
+LEVELS = 255  # 8-bit: the levels every backbone's ImageNet input had, and what a display shows
+
+
+def quantize(img: np.ndarray) -> np.ndarray:
+    """[0, 1] float → uint8 level ``round(255 x)`` (clipped: cubic resizing may overshoot [0, 1] a little)."""
+    return np.clip(np.rint(img * np.float32(LEVELS)), 0, LEVELS).astype(np.uint8)
+
+
+def expand(compact: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Compact ``(..., s, s, 1)`` (uint8 levels, or float32 when ``cfg.quantize`` is off) → model input
+    ``(..., s, s, channels)`` float32 in [0, 1].  The model actors run the same arithmetic inside their traced
+    call (``core.labeling``); tests hold the two to bit-identical output."""
+    x = compact.astype(np.float32)
+    if compact.dtype == np.uint8:
+        x /= np.float32(LEVELS)
+    return np.repeat(x, cfg.channels, axis=-1) if cfg.channels != 1 else x
+
+
+def compact_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
+    """Decoded pixels → the compact model input (window, letterbox, one channel, 8-bit levels)."""
     gray = decoded.pixels
     mask = decoded.mask
     # Downscale very large images before the percentile pass: cheaper and identical in distribution.
@@ -98,9 +136,12 @@ def preprocess_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.nda
             mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
     square = letterbox(norm, cfg.image_size, cfg.interpolation)
-    if cfg.channels == 1:
-        return square[:, :, None]
-    return np.repeat(square[:, :, None], cfg.channels, axis=2)
+    return (quantize(square) if cfg.quantize else square)[:, :, None]
+
+
+def preprocess_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
+    """Decoded pixels → model input: :func:`compact_pixels` then :func:`expand`."""
+    return expand(compact_pixels(decoded, cfg), cfg)
 
 
 def preprocess_bytes(data: bytes, uri: str, cfg: PreprocessConfig) -> tuple[np.ndarray, dict[str, Any]]:

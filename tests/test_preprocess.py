@@ -7,7 +7,14 @@ import pyarrow.parquet as pq
 
 from core import dataset
 from core.labeling import PIXELS, decode_batch
-from core.preprocess import PreprocessConfig, letterbox, normalize_intensity, preprocess_file
+from core.preprocess import (
+    PreprocessConfig,
+    expand,
+    letterbox,
+    normalize_intensity,
+    preprocess_file,
+    quantize,
+)
 
 
 def test_output_shape_range_and_letterbox(small_archive):
@@ -46,7 +53,23 @@ def test_training_and_inference_produce_the_same_array(small_archive):
         one = rows.subset([i])
         ds = dataset.make_train_dataset(one, cfg, 1, seed=0, augment_cfg=None, sample_weights=np.ones(7, np.float32))
         x, y, _ = next(iter(ds))
-        inference = decode_batch({"uri": np.array([one.uris[0]]), "image_id": np.array(["x"])}, cfg)[PIXELS][0]
+        compact = decode_batch({"uri": np.array([one.uris[0]]), "image_id": np.array(["x"])}, cfg)[PIXELS][0]
+        assert compact.dtype == np.uint8 and compact.shape == (64, 64, 1)  # what crosses the object store
+        inference = expand(compact, cfg)
         validation, _, _ = dataset.decode_all(one, cfg)
         assert np.array_equal(x.numpy()[0], inference), fmt
         assert np.array_equal(validation[0], inference), fmt
+
+
+def test_quantised_levels_and_legacy_configs():
+    """New configs round to 8-bit levels; a bundle config saved before the field existed keeps float inputs."""
+    cfg = PreprocessConfig(image_size=64)
+    img = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+    levels = quantize(img)
+    assert levels.dtype == np.uint8 and np.abs(levels / 255.0 - img).max() <= 0.5 / 255 + 1e-7
+    widened = expand(levels[:, :, None], cfg)
+    assert widened.shape == (64, 64, 3) and widened.dtype == np.float32
+    assert np.array_equal(widened[..., 2], (levels.astype(np.float32) / np.float32(255)))
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "quantize"}
+    assert PreprocessConfig.from_dict(legacy).quantize is False
+    assert PreprocessConfig.from_dict(cfg.to_dict()).quantize is True
