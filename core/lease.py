@@ -21,8 +21,8 @@ server):
   heartbeat is older than its own stated timeout (default 120 s) is stale: the next run takes it over and logs
   the old holder.  Clocks of the hosts must agree to well within the timeout (NTP does).
 * **How writes become visible.**  A part file is written under a hidden ``.tmp-*`` name and renamed into place
-  (one PUT on S3): readers see a whole file or none.  A committed row is final; compaction only removes rows
-  that a strictly newer row of the same (image_id, model_id) supersedes, deciding on row content, never on
+  (one PUT on S3): readers see a whole file or none.  A committed row stays until compaction removes it, which
+  it does only when a strictly newer row of the same (image_id, model_id) exists, deciding on row content, never on
   positions (see ``core.labels_store.compact``), so even two writers that ignore the lease cannot drop the only
   row of an image; the lease makes them not waste the work in the first place.
 * **What a crashed writer leaves.**  Its committed part files (kept; the next run plans around them), perhaps a
