@@ -69,6 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "abstention rate drifted from the earlier runs of the same model (see `scanlabel runs`)",
     )
     p.add_argument(
+        "--drift-window",
+        type=int,
+        default=7,
+        metavar="N",
+        help="drift reference: the last N earlier runs of the same model (default 7)",
+    )
+    p.add_argument(
         "--summary-json",
         default=None,
         metavar="FILE",
@@ -125,6 +132,7 @@ def options_from_args(args: argparse.Namespace):
         wait_for_lease_s=args.wait_for_lease,
         lease_timeout_s=args.lease_timeout,
         fail_on_drift=args.fail_on_drift,
+        drift_window=args.drift_window,
     )
 
 
