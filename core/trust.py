@@ -34,7 +34,7 @@ OOD_FILE = "ood.npz"
 FEATURE_LAYER = "pool"  # the penultimate layer (global average pool) of core.backbones.build_classifier
 HEAD_LAYER = "head"
 DEFAULT_TARGET_ABSTENTION = 0.01
-DEFAULT_OOD_METHOD = "mahalanobis"
+DEFAULT_OOD_METHOD = "auto"
 ECE_BINS = 15
 _EPS = 1e-12
 
@@ -177,7 +177,9 @@ def ood_scores(
     f = np.asarray(features, np.float64)
     other = classes.index(schema.OTHER_LABEL) if schema.OTHER_LABEL in classes else None
     if method == "mahalanobis":
-        means, precision = arrays["means"], arrays["precision"]
+        # float32: the (n, d) x (d, d) product is the only real cost of scoring, and distances need no more.
+        means, precision = arrays["means"].astype(np.float32), arrays["precision"].astype(np.float32)
+        f = f.astype(np.float32)
         fp = f @ precision  # (f-μ)ᵀP(f-μ) = fᵀPf - 2 fᵀPμ + μᵀPμ: one (n, d) x (d, d) product per batch
         d2 = (fp * f).sum(1)[:, None] - 2 * fp @ means.T + ((means @ precision) * means).sum(1)[None, :]
         return np.maximum(d2.min(axis=1), 0.0)
@@ -205,7 +207,21 @@ def ood_scores(
 
 OOD_METHODS = ("mahalanobis", "knn", "energy", "max_logit", "p_other", "msp")
 # Those training can fit on any number of workers (k-NN would need every training feature on one machine).
-TRAINABLE_OOD_METHODS = ("mahalanobis", "energy", "max_logit", "p_other", "msp")
+TRAINABLE_OOD_METHODS = ("auto", "mahalanobis", "energy", "max_logit", "p_other", "msp")
+
+
+def resolve_ood_method(method: str, classes: list[str]) -> str:
+    """``auto``: ``p_other`` for a model with an ``other`` class, else ``mahalanobis``.
+
+    Measured alone on demo-size models (mobilenet_v3_small, 96 px, 1400 phantoms + 210 generated
+    non-radiographs), AUROC of held-out phantoms (seed 1) against generated non-radiographs from an unseen
+    seed: p_other 0.996 / 0.9997 (two runs), k-NN 0.994 / 0.999, MSP 0.987 / 0.998, energy 0.985 / 0.995,
+    max-logit 0.984 / 0.994, Mahalanobis 0.918 / 0.993.  Feature distances fitted on phantoms alone missed many
+    far shifts; the learnt ``other`` class did best, and costs nothing at labeling time.
+    """
+    if method != "auto":
+        return method
+    return "p_other" if schema.OTHER_LABEL in classes else "mahalanobis"
 
 
 # --- thresholds -----------------------------------------------------------------------------------------------
@@ -282,6 +298,11 @@ class Trust:
 
     def calibrate(self, probs: np.ndarray) -> np.ndarray:
         return apply_temperature(probs, self.temperature)
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether the OOD score reads penultimate features (else the probabilities are enough)."""
+        return self.ood_method in ("mahalanobis", "knn", "energy", "max_logit")
 
     def ood(self, features: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
         return ood_scores(self.ood_method, features, calibrated, self.classes, self.arrays)

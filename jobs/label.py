@@ -57,6 +57,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--keep-columns", default="", help="comma-separated manifest columns to carry into the labels")
     p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        help="abstain (label 'other', abstain_reason low_confidence) below this calibrated confidence "
+        "(default: the threshold the bundle fitted on its validation split)",
+    )
+    p.add_argument(
+        "--max-ood-score",
+        type=float,
+        default=None,
+        help="abstain (label 'other', abstain_reason out_of_distribution) above this OOD score "
+        "(default: the bundle's fitted threshold)",
+    )
+    p.add_argument(
         "--max-error-rate",
         type=float,
         default=None,
@@ -128,9 +142,11 @@ def options_from_args(args: argparse.Namespace):
         header_map=args.header_map,
         keep_columns=tuple(c.strip() for c in args.keep_columns.split(",") if c.strip()),
         max_error_rate=args.max_error_rate,
-        modalities=args.modalities,
         wait_for_lease_s=args.wait_for_lease,
         lease_timeout_s=args.lease_timeout,
+        min_confidence=args.min_confidence,
+        max_ood_score=args.max_ood_score,
+        modalities=args.modalities,
         fail_on_drift=args.fail_on_drift,
         drift_window=args.drift_window,
     )
