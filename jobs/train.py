@@ -8,6 +8,15 @@ import sys
 from jobs.common import run_main
 
 
+def _modalities(text: str) -> list[str]:
+    from core.scope import normalize_modalities
+
+    try:
+        return list(normalize_modalities(text) or ())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="Parquet manifest with uri, image_id, label")
     p.add_argument("--out", required=True, help="bundle directory to write (local, s3:// or gs://)")
@@ -23,6 +32,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=4, help="early stopping on validation macro-F1")
     p.add_argument("--label-map", default=None, help="JSON mapping source labels onto model classes")
+    p.add_argument(
+        "--modalities",
+        type=_modalities,
+        default=None,
+        metavar="CR,DX,RG",
+        help="DICOM modalities the model is for, recorded in the bundle; labeling skips other modalities as "
+        "out_of_scope (default: CR,DX,RG, projection radiography)",
+    )
+    p.add_argument(
+        "--target-abstention",
+        type=float,
+        default=0.01,
+        help="share of in-domain validation images allowed to abstain when the bundle's min_confidence and "
+        "max_ood_score are fitted (default 0.01)",
+    )
+    p.add_argument(
+        "--ood-method",
+        default="auto",
+        choices=("auto", "p_other", "mahalanobis", "energy", "max_logit", "msp"),
+        help="the ood_score labeling writes: auto = p_other (the learnt 'other' class) when the manifest has "
+        "'other' rows, else mahalanobis (feature distance to the training split)",
+    )
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-class-weights", action="store_true")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
@@ -78,6 +109,9 @@ def config_from_args(args: argparse.Namespace):
         xla=args.xla,
         steps_per_epoch=args.steps_per_epoch,
         stop_after_epoch=args.stop_after_epoch,
+        modalities=args.modalities,
+        target_abstention=args.target_abstention,
+        ood_method=args.ood_method,
     )
 
 
