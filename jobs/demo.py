@@ -87,15 +87,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"  held-out accuracy {metrics['accuracy']:.3f}")
     print(f"  held-out macro-F1 {metrics['macro_f1']:.3f}")
     # Trust figures (core/calibration_metrics.py): over held-out phantoms labelled ok, and the `other` rows.
-    print(f"  abstention on held-out phantoms     {metrics['abstention_rate']:.1%}")
-    print(f"  accuracy on accepted phantoms       {metrics['accuracy_accepted']:.3f}")
-    print(f"  ECE after calibration (15 bins)     {metrics['ece_after']:.3f}  (before: {metrics['ece_before']:.3f})")
+    print(f"  abstention on held-out phantoms     {_figure(metrics['abstention_rate'], '.1%')}")
+    print(f"  accuracy on accepted phantoms       {_figure(metrics['accuracy_accepted'], '.3f')}")
     print(
-        f"  non-radiographs given no body part  {metrics['other_without_body_part']:.1%}  (of {metrics['n_other']}: "
-        "abstained, or skipped as out of scope)"
+        f"  ECE after calibration (15 bins)     {_figure(metrics['ece_after'], '.3f')}  "
+        f"(before: {_figure(metrics['ece_before'], '.3f')})"
+    )
+    print(
+        f"  non-radiographs given no body part  {_figure(metrics['other_without_body_part'], '.1%')}  "
+        f"(of {metrics['n_other']}: abstained, or skipped as out of scope)"
     )
     print("=" * 72)
     return 0
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    """A metric, or n/a when it has no rows to be computed from (e.g. every row abstained in a tiny run)."""
+    return "n/a" if value is None else format(value, fmt)
 
 
 def main(argv: list[str] | None = None) -> int:
