@@ -107,6 +107,8 @@ class BatchClassifier:
     short run).
     """
 
+    trust = None  # the bundle's core.trust.Trust, set by __init__; None: no calibration, no abstention
+
     def __init__(
         self, bundle, batch_size: int, min_confidence: float | None = None, max_ood_score: float | None = None
     ) -> None:
@@ -122,8 +124,13 @@ class BatchClassifier:
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and (when the bundle scores trust) penultimate features of compact ``pixels``."""
+        cfg = self.bundle.preprocess
+        if tuple(np.shape(pixels)[1:]) != cfg.compact_shape or np.asarray(pixels).dtype != cfg.compact_dtype:
+            raise ValueError(
+                f"BatchClassifier takes decode_batch's compact pixels, (n, *{cfg.compact_shape}) "
+                f"{cfg.compact_dtype}; got {np.shape(pixels)} {np.asarray(pixels).dtype}"
+            )
         n = len(pixels)
-        pixels = np.asarray(pixels, dtype=self.bundle.preprocess.compact_dtype)
         probs = np.zeros((n, len(self.classes)), dtype=np.float32)
         feats: np.ndarray | None = None
         b = self.batch_size
