@@ -644,6 +644,7 @@ def run_dicom_bench(args: argparse.Namespace) -> int:
             args.batch_size,
             model_actors=1,
             decode_cpus=decode_cpus,
+            rows_per_block=16,  # each image is ~0.5 s of decode: blocks of half a batch give every decode slot work
         )
         rates[label] = e.whole_rate
         print(

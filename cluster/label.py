@@ -224,13 +224,15 @@ def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
 
 
 def _pool_fits_now(n_actors: int, cpus_per_actor: float, gpus_per_actor: float, decode_cpus: float) -> bool:
-    """Whether the cluster has the CPUs and GPUs for every model actor plus one decode task right now."""
+    """Whether the cluster's nodes (those up now) hold the CPUs and GPUs for every model actor plus one decode
+    task; if not, the pool is waiting for nodes to join.  Totals, not what is free this instant: the previous
+    run's actors may still be handing theirs back."""
     import ray
 
-    free = ray.available_resources()
+    total = ray.cluster_resources()
     return (
-        free.get("CPU", 0) + 1e-9 >= n_actors * cpus_per_actor + decode_cpus
-        and free.get("GPU", 0) + 1e-9 >= n_actors * gpus_per_actor
+        total.get("CPU", 0) + 1e-9 >= n_actors * cpus_per_actor + decode_cpus
+        and total.get("GPU", 0) + 1e-9 >= n_actors * gpus_per_actor
     )
 
 
@@ -263,7 +265,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
     # Blocks of a few batches: enough of them to keep every actor fed, small enough to stream.
     blocks = [todo.slice(i, rows_per_block).combine_chunks() for i in range(0, todo.num_rows, rows_per_block)]
-    # When the cluster has room for the whole pool now, start at once: decode tasks then work through the
+    # When the cluster's nodes can hold the whole pool, start at once: decode tasks then work through the
     # first blocks while the model actors import TensorFlow, load and trace (seconds of CPU each), instead of
     # the whole pipeline waiting for them.  Otherwise (GPU nodes still joining an autoscaling cluster) start
     # only once the whole pool is up; a pool that cannot start in time fails the job with a clear message
