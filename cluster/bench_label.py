@@ -8,7 +8,9 @@ together mean anything.  The limit assumes perfect overlap of decode and model o
 
 where ``decode_s_per_img`` is the labeling job's own decode function (:func:`core.labeling.decode_batch`) on one
 core and ``model_cpu_s_per_img = cores / model_img_per_s``, the model actor's work (the traced model call, trust
-scoring, the output table) measured on all cores.
+scoring, the output table) measured on all cores.  The whole-run rate times ``run_label`` from the call to its
+return; the steady-state rate is the marginal one, ``(N - N/2) / (T_N - T_N/2)`` from a second run on the first
+half of the images, so start-up, planning and the pipeline's fill and drain cancel out.
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
 processes took while it ran (from ``/proc/stat`` minus this process tree).  Figures from a busy machine are
