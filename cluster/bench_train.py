@@ -242,6 +242,9 @@ def run_bench(args: argparse.Namespace) -> int:
     sampler = RayCpuSampler().start()
     if not ray.is_initialized():
         start_local_ray(env_vars={"RAY_worker_niceness": "0"})
+        from cluster.ray_output import install
+
+        install()  # worker records drawn like local ones, Ray's chatter to the log file (as the entry points do)
     rates: dict[int, float] = {}
     histories: dict[int, list[dict]] = {}
     try:
@@ -355,6 +358,9 @@ def run_parity(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
     manifest = _archive(out, args.images)
     start_local_ray(env_vars={"RAY_worker_niceness": "0"})
+    from cluster.ray_output import install
+
+    install()
     histories: dict[int, list[dict]] = {}
     try:
         for workers in (1, 2):
