@@ -373,7 +373,7 @@ def test_reader_metadata_is_an_allow_list(canary_files):
     assert "study_description" not in meta  # free text: used for header_class only, never carried
     assert set(meta) <= {
         "source_format", "rows", "columns", "frames", "frame_index", "photometric", "transfer_syntax",
-        "voi_applied", "header_body_part", "header_class", "modality",
+        "voi_applied", "header_body_part", "header_class", "modality", "sop_class",
     }  # fmt: skip
 
 
