@@ -246,44 +246,60 @@ class PeakRSS:
 
 
 class Quietness:
-    """How much of the machine other processes used while the bench ran: system-wide busy CPU time
-    (``/proc/stat``) minus this process tree's.  Load average alone lags by a minute and counts our own work."""
+    """How much CPU processes outside this bench used while it ran, sampled directly every half second.
 
-    def __init__(self) -> None:
+    Subtracting this process tree's CPU from the system's busy time (the first version) charged the bench's own
+    Ray workers to "others" once they exited: a dead worker's CPU time leaves the tree.  So the sampler walks
+    every process, skips this process and its descendants at that moment, and sums the CPU the rest gained
+    since the previous sample.  Load average alone lags by a minute and counts our own work.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
         import psutil
 
         self.load_before = os.getloadavg()[0]
-        self._t = time.perf_counter()
-        self._busy = self._system_busy()
-        self._ours = self._tree_cpu()
         self.cores = psutil.cpu_count() or 1
+        self._t = time.perf_counter()
+        self._interval = interval
+        self._seen: dict[int, float] = {}
+        self._others = 0.0
+        self._stop = threading.Event()
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-    @staticmethod
-    def _system_busy() -> float:
-        import psutil
-
-        t = psutil.cpu_times()
-        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-    @staticmethod
-    def _tree_cpu() -> float:
+    def _sample(self, first: bool = False) -> None:
         import psutil
 
         me = psutil.Process()
-        total = 0.0
-        for p in [me, *me.children(recursive=True)]:
+        try:
+            ours = {me.pid, *(c.pid for c in me.children(recursive=True))}
+        except psutil.Error:
+            ours = {me.pid}
+        for p in psutil.process_iter():
             try:
-                c = p.cpu_times()
-                total += c.user + c.system + getattr(c, "children_user", 0.0) + getattr(c, "children_system", 0.0)
+                t = p.cpu_times()
             except psutil.Error:
                 continue
-        return total
+            cpu = t.user + t.system
+            before = self._seen.get(p.pid)
+            self._seen[p.pid] = cpu
+            if first or p.pid in ours:
+                continue
+            # A process first seen now started during the bench: all its CPU time is the neighbours'.
+            self._others += cpu - (before if before is not None else 0.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
 
     def others_share(self) -> float:
         """Share of the machine's CPU time since construction that went to processes outside this bench."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
         elapsed = time.perf_counter() - self._t
-        others = (self._system_busy() - self._busy) - (self._tree_cpu() - self._ours)
-        return max(0.0, others) / max(elapsed * self.cores, 1e-9)
+        return max(0.0, self._others) / max(elapsed * self.cores, 1e-9)
 
 
 @dataclass
