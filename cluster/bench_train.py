@@ -42,6 +42,23 @@ QUIET_LOAD_PER_CORE = 0.25
 SAMPLE_INTERVAL_S = 1.0
 
 
+def _ray_history(cfg, workers: int, cores: int, out: str, tag: str) -> list[dict] | None:
+    """Train under Ray Train with ``workers`` sharing the cores; the per-epoch history, or None (printed) on failure."""
+    from cluster.train import train
+
+    result = train(
+        cfg,
+        workers=workers,
+        cpus_per_worker=max(1, cores // workers),
+        storage_path=os.path.join(out, "ray_storage"),
+    )
+    if result.error:
+        print(f"{tag} {workers} worker(s) failed: {result.error}")
+        return None
+    with open(os.path.join(cfg.out, "training.json")) as f:
+        return json.load(f)["history"]
+
+
 def _steady(history: list[dict]) -> float:
     """Median images/s over epochs 2..N."""
     rates = [h["images_per_s"] for h in history[1:]] or [h["images_per_s"] for h in history]
@@ -237,7 +254,6 @@ def run_bench(args: argparse.Namespace) -> int:
     import ray
 
     from cluster.runtime import start_local_ray
-    from cluster.train import train
 
     sampler = RayCpuSampler().start()
     if not ray.is_initialized():
@@ -250,17 +266,10 @@ def run_bench(args: argparse.Namespace) -> int:
     try:
         for workers in (1, 2):
             cfg = config(f"ray{workers}")
-            result = train(
-                cfg,
-                workers=workers,
-                cpus_per_worker=max(1, cores // workers),
-                storage_path=os.path.join(out, "ray_storage"),
-            )
-            if result.error:
-                print(f"[bench] Ray Train with {workers} worker(s) failed: {result.error}")
+            history = _ray_history(cfg, workers, cores, out, "[bench] Ray Train with")
+            if history is None:
                 return 1
-            with open(os.path.join(cfg.out, "training.json")) as f:
-                histories[workers] = json.load(f)["history"]
+            histories[workers] = history
             label = "(b)" if workers == 1 else "(c)"
             rates[workers] = show(
                 f"{label} Ray Train, {workers} worker(s) x {max(1, cores // workers)} CPU", histories[workers], workers
@@ -351,7 +360,6 @@ def run_parity(args: argparse.Namespace) -> int:
     import ray
 
     from cluster.runtime import start_local_ray
-    from cluster.train import train
     from core.training import TrainConfig
 
     out = os.path.abspath(args.out)
@@ -377,17 +385,10 @@ def run_parity(args: argparse.Namespace) -> int:
                 patience=args.epochs,
                 seed=0,
             )
-            result = train(
-                cfg,
-                workers=workers,
-                cpus_per_worker=max(1, cores // workers),
-                storage_path=os.path.join(out, "ray_storage"),
-            )
-            if result.error:
-                print(f"[parity] {workers} worker(s) failed: {result.error}")
+            history = _ray_history(cfg, workers, cores, out, "[parity]")
+            if history is None:
                 return 1
-            with open(os.path.join(cfg.out, "training.json")) as f:
-                histories[workers] = json.load(f)["history"]
+            histories[workers] = history
     finally:
         ray.shutdown()
     sys.stderr.flush()
