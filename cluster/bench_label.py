@@ -120,7 +120,7 @@ def make_bundle(out: str, backbone: str, image_size: int, trust_from: list[str] 
     from core.backbones import build_classifier
 
     path = os.path.join(out, f"bundle_{backbone}_{image_size}" + ("_trust" if trust_from else ""))
-    if not os.path.exists(os.path.join(path, "bundle.json")):
+    if not os.path.exists(os.path.join(path, "bundle.json")) or load_bundle(path).litert_path is None:
         keras.utils.set_random_seed(0)
         model, _ = build_classifier(backbone, list(CLASSES), None, image_size)
         cfg = PreprocessConfig(image_size=image_size)
@@ -169,15 +169,18 @@ def decode_rate(uris: list[str], cfg: PreprocessConfig, batch_size: int) -> tupl
     return (time.perf_counter() - t) / len(uris), (_cpu() - c) / len(uris)
 
 
-def model_rate(bundle_path: str, batch_size: int, batches: int, threads: int) -> tuple[float, float]:
+def model_rate(
+    bundle_path: str, batch_size: int, batches: int, threads: int, engine: str = "auto"
+) -> tuple[float, float]:
     """(images/s, CPU s per image) of a model actor's work alone on decoded in-memory batches, all cores: the
-    traced call (compact pixels widened inside it), trust scoring when the bundle has it, the output table."""
+    model call with the job's engine (compact pixels widened inside it), trust scoring when the bundle has it,
+    the output table."""
     from cluster.runtime import limit_tf_threads
     from core.labeling import HEADER_CLASS, OK, PIXELS, BatchClassifier
 
     limit_tf_threads(threads)
     bundle = load_bundle(bundle_path)
-    clf = BatchClassifier(bundle, batch_size)
+    clf = BatchClassifier(bundle, batch_size, engine=engine, threads=threads)
     cfg = bundle.preprocess
     rng = np.random.default_rng(0)
     none = np.asarray([None] * batch_size, dtype=object)
@@ -566,11 +569,13 @@ def run_bench(args: argparse.Namespace) -> int:
         f"decode-only: {1 / decode_s:.1f} img/s on 1 core ({decode_wall * 1000:.1f} ms wall, "
         f"{decode_cpu * 1000:.1f} ms CPU per image; decode_batch, compact uint8 output)"
     )
+    keras_ips, _ = model_rate(bundle, args.batch_size, 12, cores, engine="keras")
     model_ips, model_cpu = model_rate(bundle, args.batch_size, 12, cores)
     model_cpu_s = cores / model_ips
     print(
-        f"model-only: {model_ips:.1f} img/s on {cores} cores ({model_cpu_s * 1000:.1f} ms of the machine per "
-        f"image; process CPU {model_cpu * 1000:.1f} ms)"
+        f"model-only: {model_ips:.1f} img/s on {cores} cores with the job's CPU engine (LiteRT: the bundle's "
+        f"model.tflite, XNNPACK; {model_cpu_s * 1000:.1f} ms of the machine per image; process CPU "
+        f"{model_cpu * 1000:.1f} ms); the same work with the Keras/TF engine: {keras_ips:.1f} img/s"
     )
     limit = cores / (decode_s + model_cpu_s)
     print(f"limit: {limit:.1f} img/s = {cores} / ({decode_s * 1000:.1f} ms + {model_cpu_s * 1000:.1f} ms)")

@@ -66,6 +66,7 @@ class LabelOptions:
     modalities: tuple[str, ...] | None = None  # DICOM scope (core/scope.py); None: the bundle's own
     fail_on_drift: bool = False  # raise DriftDetected (exit 4) after writing when the run drifted (core/drift.py)
     drift_window: int = 7  # reference: the last N earlier runs of the same model
+    engine: str = "auto"  # who runs the model (core/engines.py): auto = LiteRT on CPU actors when the bundle has it
 
 
 @dataclass
@@ -113,7 +114,9 @@ class LabelSummary:
 
 
 class ModelActor:
-    """Ray actor: loads the bundle once, limits TF threads to its CPU share, classifies decoded batches."""
+    """Ray actor: loads the bundle once, runs its labeling graph on its CPU share (or its GPU), classifies
+    decoded batches.  A CPU actor with a LiteRT export (``--engine auto``) never imports TensorFlow: its
+    start-up is the interpreter's, a fraction of a second."""
 
     def __init__(
         self,
@@ -122,18 +125,26 @@ class ModelActor:
         threads: int,
         min_confidence: float | None = None,
         max_ood_score: float | None = None,
+        engine: str = "auto",
     ) -> None:
         import ray
 
-        from cluster.runtime import limit_tf_threads
+        from core.engines import resolve_engine
 
-        limit_tf_threads(threads)
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         node = ray.get_runtime_context().get_node_id()[:12]
-        self.classifier = BatchClassifier(load_bundle(bundle_path), batch_size, min_confidence, max_ood_score)
+        bundle = load_bundle(bundle_path)
+        if resolve_engine(engine, bundle.litert_path is not None, bool(gpu_ids)) == "keras":
+            from cluster.runtime import limit_tf_threads
+
+            limit_tf_threads(threads)  # before TF runs anything: its pools are fixed at first use
+        self.classifier = BatchClassifier(
+            bundle, batch_size, min_confidence, max_ood_score, engine=engine, threads=threads, gpu=bool(gpu_ids)
+        )
         print(
             f"[label] model actor pid={os.getpid()} node={node} gpu_ids={','.join(gpu_ids) or '-'} "
-            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} tf_threads={threads}",
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} engine={self.classifier.engine} "
+            f"threads={threads}",
             flush=True,
         )
 
@@ -172,6 +183,7 @@ def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=pr
     mapping = load_header_map(opts.header_map)
     bundle = load_bundle(opts.model)
     _check_trust_overrides(opts, bundle)
+    _check_engine(opts, bundle)
     table = schema.validate_manifest(read_manifest(opts.manifest))
     missing = [c for c in opts.keep_columns if c not in table.column_names]
     if missing:
@@ -210,6 +222,17 @@ def _check_trust_overrides(opts: LabelOptions, bundle) -> None:
             f"--min-confidence / --max-ood-score need a bundle with trust data; {opts.model} has none "
             "(trained before calibration existed): retrain it"
         )
+
+
+def _check_engine(opts: LabelOptions, bundle) -> None:
+    """An engine the bundle cannot run is refused before any work (a GPU pool is checked in build_dataset)."""
+    from core.engines import resolve_engine
+    from core.errors import BundleError
+
+    try:
+        resolve_engine(opts.engine, bundle.litert_path is not None, gpu=False)
+    except ValueError as e:
+        raise BundleError(f"{opts.model}: {e}") from e
 
 
 def _pool_size(opts: LabelOptions, gpus_per_actor: float) -> int:
@@ -261,6 +284,8 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     gpus = cluster_gpus()
     gpus_per_actor = opts.gpus_per_actor if opts.gpus_per_actor is not None else (1 if gpus else 0)
     n_actors = _pool_size(opts, gpus_per_actor)
+    if gpus_per_actor and opts.engine == "litert":
+        raise ValueError("--engine litert runs on the CPU only; with GPU model actors use --engine auto or keras")
     bs = opts.batch_size
     rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
     # Blocks of a few batches: enough of them to keep every actor fed, small enough to stream.
@@ -302,6 +327,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
             "threads": threads,
             "min_confidence": opts.min_confidence,
             "max_ood_score": opts.max_ood_score,
+            "engine": opts.engine,
         },
         batch_size=bs,
         batch_format="numpy",

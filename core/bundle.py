@@ -8,6 +8,8 @@ Layout (MONAI-bundle / keras-hub preset habit: whatever is saved loads from a pa
     training.json      what produced it: backbone, weights source, data fingerprint, history, versions
     trust.json         calibration temperature, OOD method, abstention thresholds (core.trust; optional)
     ood.npz            the OOD method's fitted arrays (optional)
+    model.tflite       the labeling graph (compact pixels -> probabilities, features) for LiteRT: the CPU
+                       engine of the labeling job (core.engines; optional: bundles without it label with Keras)
     bundle.json        model_id and the SHA-256 of every file above
 
 ``model_id`` is derived from the content hashes, so the same weights always carry the same id and labels in
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,8 +37,11 @@ LABELS_FILE = "labels.json"
 PREPROCESS_FILE = "preprocess.json"
 TRAINING_FILE = "training.json"
 MANIFEST_FILE = "bundle.json"
+LITERT_FILE = "model.tflite"
 HASHED_FILES = (MODEL_FILE, LABELS_FILE, PREPROCESS_FILE, TRAINING_FILE)
 FORMAT_VERSION = 1
+
+log_ = logging.getLogger("scanlabel.bundle")
 
 
 @dataclass
@@ -65,6 +71,12 @@ class Bundle:
         recorded = self.training.get("modalities")
         return normalize_modalities(recorded) if recorded else DEFAULT_MODALITIES
 
+    @property
+    def litert_path(self) -> str | None:
+        """The bundle's LiteRT export (verified with the rest at load), or None for bundles saved before it."""
+        path = os.path.join(self.path, LITERT_FILE)
+        return path if os.path.exists(path) else None
+
 
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
@@ -87,25 +99,33 @@ def save_bundle(
     training: dict[str, Any],
     extra_files: dict[str, str] | None = None,
     hashed_files: dict[str, str] | None = None,
+    litert: bool = True,
 ) -> str:
     """Write a bundle directory (local or object store) and return its model_id.
 
     The directory is assembled in a temporary folder and moved into place, so a reader never sees half a
     bundle.  ``extra_files`` (name → local path) are copied in unhashed, e.g. ``training_curves.png``;
     ``hashed_files`` are optional parts that labeling depends on (``trust.json``), hashed like the rest.
+    ``litert`` adds the LiteRT export of the labeling graph (:func:`core.engines.export_litert`, checked against
+    Keras before it is written); a model the converter cannot take is saved without it, with a warning, and
+    labels with the Keras engine.
     """
     backbone = training.get("backbone", "model")
+    hashed_files = dict(hashed_files or {})
     with tempfile.TemporaryDirectory(prefix="scanlabel-bundle-") as tmp:
         model.save(os.path.join(tmp, MODEL_FILE))
+        if litert:
+            _export_litert(model, preprocess, tmp, hashed_files)
         with open(os.path.join(tmp, LABELS_FILE), "w") as f:
             json.dump(list(classes), f, indent=2)
         with open(os.path.join(tmp, PREPROCESS_FILE), "w") as f:
             f.write(preprocess.to_json())
         with open(os.path.join(tmp, TRAINING_FILE), "w") as f:
             json.dump(training, f, indent=2, sort_keys=True, default=str)
-        for name, src in (hashed_files or {}).items():
-            shutil.copyfile(src, os.path.join(tmp, name))
-        hashes = {name: _sha256(os.path.join(tmp, name)) for name in (*HASHED_FILES, *(hashed_files or {}))}
+        for name, src in hashed_files.items():
+            if os.path.abspath(src) != os.path.join(os.path.abspath(tmp), name):  # the LiteRT export is in place
+                shutil.copyfile(src, os.path.join(tmp, name))
+        hashes = {name: _sha256(os.path.join(tmp, name)) for name in (*HASHED_FILES, *hashed_files)}
         model_id = _model_id(backbone, hashes)
         with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
             json.dump(
@@ -122,6 +142,19 @@ def save_bundle(
             shutil.copyfile(src, os.path.join(tmp, name))
         _publish_dir(tmp, str(out))
     return model_id
+
+
+def _export_litert(model, preprocess: PreprocessConfig, tmp: str, hashed_files: dict[str, str]) -> None:
+    from core.engines import export_litert
+
+    try:
+        export_litert(model, preprocess, os.path.join(tmp, LITERT_FILE))
+    except Exception as e:  # noqa: BLE001 - an unconvertible model still makes a complete (Keras-only) bundle
+        log_.warning(
+            "no LiteRT export in this bundle (%s: %s); labeling will use the Keras engine", type(e).__name__, e
+        )
+        return
+    hashed_files[LITERT_FILE] = os.path.join(tmp, LITERT_FILE)
 
 
 def _publish_dir(src: str, out: str) -> None:

@@ -7,8 +7,8 @@ A bad image never raises out of here: it becomes a row with ``status`` and an ``
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from core import access, errors, readers, schema
 from core.header_map import HeaderMap, header_agrees
-from core.preprocess import LEVELS, PreprocessConfig, compact_pixels, expand
+from core.preprocess import PreprocessConfig, compact_pixels
 
 PIXELS = "pixels"  # the compact model input (core.preprocess.compact_pixels): (n, s, s, 1), uint8 levels
 OK = "_ok"
@@ -99,28 +99,42 @@ def _text(value: Any) -> str | None:
 
 
 class BatchClassifier:
-    """Runs a bundle's model on fixed-shape batches (the last one padded) so the graph is traced once.
+    """Runs a bundle's model on fixed-shape batches (the last one padded) so the graph is built once.
 
-    Input is the compact form of :func:`decode_batch`; one traced call widens it (uint8 levels → float32,
-    one channel → ``cfg.channels``) and returns the probabilities, plus the penultimate features when the
-    bundle scores trust, so nothing runs the model twice and nothing traces twice (start-up CPU counts in a
-    short run).
+    Input is the compact form of :func:`decode_batch`; one call (:func:`core.engines.forward_graph`) widens it
+    (uint8 levels → float32, one channel → ``cfg.channels``) and returns the probabilities, plus the penultimate
+    features when the bundle scores trust, so nothing runs the model twice and nothing traces twice (start-up
+    CPU counts in a short run).  ``engine`` picks who runs that graph (:func:`core.engines.resolve_engine`):
+    ``auto`` is LiteRT on the CPU when the bundle carries its export, Keras/TensorFlow otherwise or on a GPU;
+    ``threads`` bounds LiteRT's threads (Keras takes TF's process-wide setting, ``limit_tf_threads``).
     """
 
     trust = None  # the bundle's core.trust.Trust, set by __init__; None: no calibration, no abstention
 
     def __init__(
-        self, bundle, batch_size: int, min_confidence: float | None = None, max_ood_score: float | None = None
+        self,
+        bundle,
+        batch_size: int,
+        min_confidence: float | None = None,
+        max_ood_score: float | None = None,
+        *,
+        engine: str = "auto",
+        threads: int | None = None,
+        gpu: bool = False,
     ) -> None:
-        import tensorflow as tf
+        from core import engines
 
         self.bundle = bundle
         self.batch_size = int(batch_size)
         self.classes = list(bundle.classes)
         self.trust = _load_trust(bundle, min_confidence, max_ood_score)
         features = self.trust is not None and self.trust.needs_features
-        self._fn = _forward_function(bundle.model, bundle.preprocess, self.batch_size, features)
-        self._fn(tf.zeros(self._fn.input_signature[0].shape, self._fn.input_signature[0].dtype))  # trace now
+        self.engine = engines.resolve_engine(engine, bundle.litert_path is not None, gpu)
+        if self.engine == "litert":
+            threads = threads or len(os.sched_getaffinity(0))
+            self._fn = engines.litert_forward(bundle.litert_path, bundle.preprocess, self.batch_size, threads, features)
+        else:
+            self._fn = engines.keras_forward(bundle.model, bundle.preprocess, self.batch_size, features)
 
     def forward(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and (when the bundle scores trust) penultimate features of compact ``pixels``."""
@@ -139,12 +153,12 @@ class BatchClassifier:
             m = len(chunk)
             if m < b:
                 chunk = np.concatenate([chunk, np.zeros((b - m, *chunk.shape[1:]), chunk.dtype)])
-            out = self._fn(chunk)
-            probs[start : start + m] = out[0].numpy()[:m]
-            if len(out) > 1:
+            p, f = self._fn(chunk)
+            probs[start : start + m] = p[:m]
+            if f is not None:
                 if feats is None:
-                    feats = np.zeros((n, out[1].shape[-1]), dtype=np.float32)
-                feats[start : start + m] = out[1].numpy()[:m]
+                    feats = np.zeros((n, f.shape[-1]), dtype=np.float32)
+                feats[start : start + m] = f[:m]
         return probs, feats
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
@@ -231,33 +245,3 @@ def _load_trust(bundle, min_confidence: float | None, max_ood_score: float | Non
             )
         return None
     return trust.with_overrides(min_confidence, max_ood_score)
-
-
-def _forward_function(model, cfg: PreprocessConfig, batch_size: int, features: bool):
-    """One fixed-shape traced call: compact pixels in, (softmax,) or (softmax, penultimate features) out.
-
-    The widening is :func:`core.preprocess.expand` in graph form (each uint8 level's float, then the channel
-    copies), bit-identical to it (tests/test_inference_equivalence.py), so the model sees what training fed it.
-    """
-    import keras
-    import tensorflow as tf
-
-    if features:
-        from core.trust import FEATURE_LAYER
-
-        model = keras.Model(model.inputs, [model.outputs[0], model.get_layer(FEATURE_LAYER).output])
-    quantized = cfg.compact_dtype == np.uint8
-    spec = tf.TensorSpec((batch_size, *cfg.compact_shape), tf.uint8 if quantized else tf.float32)
-    # Each level's float comes from expand itself, looked up: TF's division by a constant may be rewritten as a
-    # multiplication by its reciprocal, one ulp away from numpy's for some levels.
-    levels = np.arange(LEVELS + 1, dtype=np.uint8)[:, None]
-    table = tf.constant(expand(levels, replace(cfg, channels=1))[:, 0])
-
-    def run(x):
-        x = tf.gather(table, tf.cast(x, tf.int32)) if quantized else x
-        if cfg.channels != 1:
-            x = tf.repeat(x, cfg.channels, axis=-1)
-        out = model(x, training=False)
-        return tuple(out) if isinstance(out, (list, tuple)) else (out,)
-
-    return tf.function(run, input_signature=[spec])

@@ -35,7 +35,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-actors", type=int, default=None)
     p.add_argument("--gpus-per-actor", type=float, default=None, help="default 1 when the cluster has GPUs")
     p.add_argument("--cpus-per-actor", type=float, default=1.0)
-    p.add_argument("--tf-threads", type=int, default=None, help="TF threads per model actor (default: its CPUs)")
+    p.add_argument(
+        "--tf-threads",
+        type=int,
+        default=None,
+        help="threads per model actor for the model (TF or LiteRT; default: its share of the node's CPUs)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "keras", "litert"),
+        default="auto",
+        help="who runs the model: litert (the bundle's LiteRT export, XNNPACK, CPU only), keras (TensorFlow; "
+        "what GPU actors run), auto (default: litert on CPU actors when the bundle has the export, else keras). "
+        "Same float32 arithmetic: labels agree (BENCHMARKS.md, issue 9)",
+    )
     p.add_argument("--rows-per-file", type=int, default=10_000)
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument(
@@ -149,6 +162,7 @@ def options_from_args(args: argparse.Namespace):
         modalities=args.modalities,
         fail_on_drift=args.fail_on_drift,
         drift_window=args.drift_window,
+        engine=args.engine,
     )
 
 
