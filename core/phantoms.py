@@ -24,7 +24,6 @@ import numpy as np
 CLASSES = ("head", "chest", "abdomen", "pelvis", "arm", "leg", "hand")
 
 # Attenuation weights of the three layers when they are combined into one image.
-_BACKGROUND = 0.04
 _SOFT_W = 0.30
 _BONE_W = 0.52
 _AIR_W = 0.25
@@ -80,6 +79,47 @@ class _Sketch:
     def line(self, layer: np.ndarray, pts: Sequence[Point], value: float, thickness: float) -> None:
         arr = np.array([self.p(x, y) for x, y in pts], np.int32)
         cv2.polylines(layer, [arr], False, float(value), self.px(thickness))
+
+    def tube(
+        self,
+        pts: Sequence[Point],
+        widths: Sequence[float],
+        value: float = 1.0,
+        canal: float = 0.6,
+        cortex: float = 0.25,
+    ) -> None:
+        """A tubular bone whose width varies along its centre line, ADDED to the bone layer.
+
+        Projection sums attenuation along the ray, so where two bones overlap (radius crossing the ulna, the
+        patella over the femur) the film is brighter than either alone; drawing into a scratch layer and
+        adding keeps that.  The inner band (medullary canal) is dimmer: a hollow cylinder's cortex is cut
+        tangentially at its edges, so its rim projects brighter than its middle.
+        """
+        scratch = np.zeros_like(self.bone)
+        left, right, inner_l, inner_r = [], [], [], []
+        n = len(pts)
+        for i, (x, y) in enumerate(pts):
+            x0, y0 = pts[max(i - 1, 0)]
+            x1, y1 = pts[min(i + 1, n - 1)]
+            dx, dy = x1 - x0, y1 - y0
+            d = math.hypot(dx, dy) or 1.0
+            nx, ny = -dy / d, dx / d
+            hw = widths[i] / 2
+            left.append((x + nx * hw, y + ny * hw))
+            right.append((x - nx * hw, y - ny * hw))
+            ih = hw * (1 - 2 * cortex)
+            inner_l.append((x + nx * ih, y + ny * ih))
+            inner_r.append((x - nx * ih, y - ny * ih))
+        self.poly(scratch, left + right[::-1], value)
+        if canal and n > 2:
+            self.poly(scratch, inner_l[1:-1] + inner_r[1:-1][::-1], value * canal)
+        self.bone += scratch
+
+    def blob(self, x: float, y: float, ax: float, ay: float, value: float, angle: float = 0.0) -> None:
+        """A compact bone (carpal, tarsal, patella, condyle) ADDED to the bone layer, like :meth:`tube`."""
+        scratch = np.zeros_like(self.bone)
+        self.ellipse(scratch, x, y, ax, ay, value, angle=angle)
+        self.bone += scratch
 
     def long_bone(self, a: Point, b: Point, width: float, value: float = 1.0, canal: float = 0.62) -> None:
         """Shaft with a bright cortex and a dimmer medullary canal, the look of a tubular bone on film."""
@@ -155,6 +195,34 @@ def _head(s: _Sketch, rng: np.random.Generator) -> None:
         s.ellipse(s.bone, 0, y, 0.1, 0.05, 0.7)
 
 
+def _vessel(
+    s: _Sketch,
+    layer: np.ndarray,
+    rng: np.random.Generator,
+    start: Point,
+    angle: float,
+    width: float,
+    length: float,
+    depth: int,
+) -> None:
+    """One vessel segment and, recursively, its two daughter branches (narrower, shorter, diverging)."""
+    end = (start[0] + length * math.cos(angle), start[1] + length * math.sin(angle))
+    mid = (0.5 * (start[0] + end[0]) + _u(rng, -0.03, 0.03), 0.5 * (start[1] + end[1]) + _u(rng, -0.03, 0.03))
+    s.line(layer, [start, mid, end], 1.0, width)
+    if depth > 1:
+        for turn in (-1, 1):
+            _vessel(
+                s,
+                layer,
+                rng,
+                end,
+                angle + turn * _u(rng, 0.2, 0.6),
+                width * 0.72,
+                length * _u(rng, 0.6, 0.85),
+                depth - 1,
+            )
+
+
 def _chest(s: _Sketch, rng: np.random.Generator) -> None:
     tw = _u(rng, 0.85, 0.98)
     s.ellipse(s.soft, 0, 0.45, tw, 1.5, 1.0)
@@ -178,13 +246,15 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
             (side * 0.15, dome + 0.05),
         ]
         s.poly(s.air, pts, 1.0)
-    # Vascular markings fanning out from the hila.
+    # Bronchovascular markings: vessel trees branching out of each hilum, tapering towards the periphery.
+    # Vessels are blood, not air, so they take lucency away from the lung they cross.
+    vessels = np.zeros_like(s.air)
     for side in (-1, 1):
-        for _ in range(int(rng.integers(4, 8))):
-            ang = _u(rng, -1.2, 1.2)
-            r = _u(rng, 0.25, 0.45)
-            x1, y1 = side * (0.2 + r * math.cos(ang)), -0.1 + r * math.sin(ang)
-            s.line(s.air, [(side * 0.2, -0.1), (x1, y1)], 0.55, 0.02)
+        for _ in range(int(rng.integers(3, 5))):
+            hilum = (side * 0.18, _u(rng, -0.2, 0.0))
+            heading = (0.0 if side > 0 else math.pi) + side * _u(rng, -1.2, 1.2)
+            _vessel(s, vessels, rng, hilum, heading, 0.035, 0.28, 4)
+    s.air *= 1.0 - np.minimum(vessels, 1.0) * np.float32(_u(rng, 0.35, 0.6))
     # Mediastinum and heart cancel the lung lucency.
     s.poly(s.air, [(-0.12, -1.0), (0.12, -1.0), (0.14, 0.6), (-0.14, 0.6)], 0.0)
     hx, hy = _u(rng, 0.08, 0.16), base - _u(rng, 0.3, 0.4)
@@ -199,6 +269,8 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
     spacing = (base - top) / (n_ribs - 0.5)
     rib_th = _u(rng, 0.02, 0.03)
     slope = _u(rng, 14, 24)
+    # A rib is ~1 cm of bone against ~20 cm of trunk: it shows, but far less than the spine or the heart.
+    rib_v = _u(rng, 0.2, 0.35)
     for side in (-1, 1):
         for k in range(n_ribs):
             y = top + 0.02 + k * spacing
@@ -209,7 +281,7 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
                 y + 0.08,
                 span,
                 0.09 + 0.012 * k,
-                0.62,
+                rib_v,
                 angle=side * slope,
                 thickness=rib_th,
                 start=180,
@@ -222,11 +294,21 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
                 y + 0.2,
                 span * 0.28,
                 0.16,
-                0.5,
+                rib_v * 0.8,
                 angle=side * slope,
                 thickness=rib_th * 0.9,
                 start=270 if side > 0 else 180,
                 end=360 if side > 0 else 270,
+            )
+    # Anterior ribs: fainter (costal cartilage ends them), sloping down towards the sternum.
+    for side in (-1, 1):
+        for k in range(int(rng.integers(4, 7))):
+            y = top + 0.25 + k * spacing * 1.3
+            s.line(
+                s.bone,
+                [(side * lw * 0.95, y - 0.1), (side * lw * 0.6, y + 0.02), (side * 0.3, y + 0.15)],
+                rib_v * 0.5,
+                rib_th * 1.2,
             )
     # Clavicles.
     cy = top - _u(rng, 0.0, 0.06)
@@ -359,72 +441,153 @@ def _pelvis(s: _Sketch, rng: np.random.Generator) -> None:
     s.line(s.bone, [(0, 0.1), (0, 0.22)], 0.6, 0.03)
 
 
-def _limb_sleeve(s: _Sketch, half_width: float, taper: float) -> None:
-    s.poly(
-        s.soft,
-        [(-half_width, -1.6), (half_width, -1.6), (half_width * taper, 1.6), (-half_width * taper, 1.6)],
-        1.0,
+class _Limb:
+    """A limb drawn in its own frame, so each segment's anatomy is written once at true proportions.
+
+    Limb units: the segment's length is 2 (elbow -> wrist for the forearm, knee -> ankle for the leg, joints
+    at y = -1 and y = +1), x across the limb, y along it.  ``zoom`` and ``centre`` choose the view: a small
+    zoom shows the whole segment with both joints (how a forearm or tib/fib study is taken), a large one a
+    joint close up (an elbow, knee or ankle study).
+    """
+
+    def __init__(self, s: _Sketch, zoom: float, centre: float) -> None:
+        self.s, self.z, self.c = s, zoom, centre
+
+    def pt(self, x: float, y: float) -> Point:
+        return (x * self.z, (y - self.c) * self.z)
+
+    def sleeve(self, profile: Sequence[tuple[float, float]], widen: float) -> None:
+        """Soft tissue outline from (y, half-width) pairs, extended past the ends so it leaves the canvas."""
+        prof = [(-6.0, profile[0][1]), *profile, (6.0, profile[-1][1])]
+        left = [self.pt(-hw * widen, y) for y, hw in prof]
+        right = [self.pt(hw * widen, y) for y, hw in prof[::-1]]
+        self.s.poly(self.s.soft, left + right, 1.0)
+
+    def tube(self, pts: Sequence[Point], widths: Sequence[float], value: float = 0.9, canal: float = 0.6) -> None:
+        self.s.tube([self.pt(x, y) for x, y in pts], [w * self.z for w in widths], value, canal)
+
+    def blob(self, x: float, y: float, ax: float, ay: float, value: float, angle: float = 0.0) -> None:
+        self.s.blob(*self.pt(x, y), ax * self.z, ay * self.z, value, angle)
+
+
+def _limb_view(rng: np.random.Generator) -> tuple[float, float]:
+    """Zoom and centre of a limb study: one of the segment's two joints close up, or the whole segment.
+
+    Radiographers collimate to the anatomy asked for, so a whole-segment study spans the field's long axis
+    (the segment of length 2 fills most of the frame) and a joint study shows the joint with some shaft."""
+    r = rng.random()
+    if r < 0.35:  # proximal joint (elbow / knee)
+        return _u(rng, 1.1, 1.7), -1.0 + _u(rng, -0.15, 0.3)
+    if r < 0.7:  # distal joint (wrist / ankle)
+        return _u(rng, 1.1, 1.7), 1.0 + _u(rng, -0.3, 0.1)
+    return _u(rng, 0.8, 1.05), _u(rng, -0.25, 0.25)  # whole segment
+
+
+def _arm(s: _Sketch, rng: np.random.Generator, view: tuple[float, float] | None = None) -> None:
+    """Forearm with the elbow and the wrist (AP): radius and ulna of SIMILAR calibre, the radius narrow at the
+    elbow and broad at the wrist, the ulna the reverse (olecranon above, slim head below); in pronation the
+    radius crosses the ulna.  Above: the distal humerus flaring into its epicondyles around the olecranon
+    fossa.  Below: two rows of small carpal bones and the metacarpal bases."""
+    zoom, centre = view or _limb_view(rng)
+    limb = _Limb(s, zoom, centre)
+    limb.sleeve(
+        [(-2.0, 0.42), (-1.0, 0.36), (-0.7, 0.35), (0.0, 0.29), (0.8, 0.23), (1.05, 0.24), (1.5, 0.3)],
+        _u(rng, 0.9, 1.15),
     )
+    k = _u(rng, 0.9, 1.1)  # bone calibre varies between people
+    # Distal humerus: shaft, supracondylar flare, epicondyles, olecranon fossa.
+    limb.tube(
+        [(0.0, -3.0), (0.0, -1.5), (0.0, -1.25), (0.0, -1.12), (0.0, -1.03)],
+        [0.17 * k, 0.18 * k, 0.26 * k, 0.42 * k, 0.46 * k],
+        0.9,
+    )
+    limb.blob(-0.2 * k, -1.1, 0.05, 0.04, 0.4)  # lateral epicondyle
+    limb.blob(0.23 * k, -1.12, 0.06, 0.045, 0.5)  # medial epicondyle, the more prominent
+    limb.blob(0.02, -1.14, 0.07 * k, 0.05, -0.35)  # olecranon fossa: thin bone, lucent
+    pronated = rng.random() < 0.2  # a standard AP forearm is supinated; pronation crosses the radius over
+    rx = 0.1 if pronated else -0.17  # distal radius: lateral in supination, crossed over in pronation
+    ux = -0.02 if pronated else 0.11
+    # Ulna: broad proximally (olecranon superimposed on the humerus, coronoid), slim distally.
+    limb.blob(0.07, -1.08, 0.09 * k, 0.08, 0.55)  # olecranon
+    limb.tube(
+        [(0.08, -1.0), (0.09, -0.8), (0.1, -0.3), (0.5 * (0.1 + ux), 0.4), (ux, 0.95)],
+        [0.16 * k, 0.12 * k, 0.095 * k, 0.085 * k, 0.09 * k],
+        0.9,
+    )
+    limb.blob(ux + 0.04, 1.0, 0.025, 0.045, 0.7)  # ulnar styloid
+    # Radius: head and neck, tuberosity, bowed shaft, broad distal end with its styloid.
+    limb.blob(-0.1, -0.96, 0.075 * k, 0.035, 0.8)  # radial head
+    bow = _u(rng, 0.03, 0.06) * (1 if pronated else -1)
+    limb.tube(
+        [(-0.1, -0.94), (-0.1, -0.82), (-0.11 + bow, -0.3), (0.5 * (rx - 0.1) + bow, 0.4), (rx, 0.95)],
+        [0.08 * k, 0.07 * k, 0.1 * k, 0.12 * k, 0.22 * k],
+        0.9,
+    )
+    limb.blob(rx - 0.1 * (1 if not pronated else -1), 1.0, 0.04, 0.05, 0.6)  # radial styloid
+    # Carpus: proximal and distal rows of small rounded bones, then the metacarpal bases.
+    for row, y in enumerate((1.1, 1.23)):
+        for c in range(4):
+            limb.blob(-0.16 + c * 0.1 + 0.02 * row, y, 0.055, 0.05, 0.55, angle=_u(rng, 0, 90))
+    for m in range(5):
+        x = -0.2 + m * 0.1
+        limb.tube([(x, 1.32), (x * 1.15, 1.7), (x * 1.3, 2.1)], [0.08, 0.06, 0.06], 0.85)
 
 
-def _arm(s: _Sketch, rng: np.random.Generator) -> None:
-    hw = _u(rng, 0.2, 0.27)
-    if rng.random() < 0.55:
-        # Elbow: humerus above, radius and ulna below the joint.
-        _limb_sleeve(s, hw * 1.15, _u(rng, 0.75, 0.9))
-        j = _u(rng, -0.25, 0.2)
-        bw = _u(rng, 0.09, 0.12)
-        s.long_bone((0.0, -1.6), (0.0, j - 0.12), bw)
-        s.ellipse(s.bone, 0.0, j - 0.08, bw * 1.5, 0.07, 0.95)  # condyles
-        s.ellipse(s.bone, 0.0, j - 0.1, 0.04, 0.035, 0.35)  # olecranon fossa
-        fw = _u(rng, 0.055, 0.075)
-        s.ellipse(s.bone, -0.06, j + 0.04, fw * 0.9, 0.035, 0.95)  # radial head
-        s.long_bone((-0.06, j + 0.06), (-0.09, 1.6), fw)
-        s.long_bone((0.06, j - 0.02), (0.08, 1.6), fw * 1.05)
-        s.ellipse(s.bone, 0.05, j - 0.02, fw * 1.1, 0.06, 0.95)  # olecranon
-    else:
-        # Forearm: two parallel slender bones of similar calibre ending at the wrist.
-        _limb_sleeve(s, hw, _u(rng, 0.8, 0.95))
-        wrist = _u(rng, 0.6, 0.9)
-        fw = _u(rng, 0.055, 0.075)
-        gap = _u(rng, 0.07, 0.1)
-        s.long_bone((-gap, -1.6), (-gap * 1.2, wrist), fw)
-        s.long_bone((gap, -1.6), (gap * 1.1, wrist), fw * 0.9)
-        s.ellipse(s.bone, -gap * 1.2, wrist, fw * 1.6, 0.05, 0.95)  # distal radius
-        s.ellipse(s.bone, gap * 1.15, wrist, fw * 0.9, 0.04, 0.95)  # ulnar head
-        for k in range(4):
-            s.ellipse(s.bone, -0.09 + 0.06 * k, wrist + 0.12 + 0.02 * (k % 2), 0.03, 0.035, 0.8)
-
-
-def _leg(s: _Sketch, rng: np.random.Generator) -> None:
-    hw = _u(rng, 0.4, 0.5)
-    _limb_sleeve(s, hw, _u(rng, 0.7, 0.85))
-    bw = _u(rng, 0.17, 0.22)
-    side = 1 if rng.random() < 0.5 else -1
-    if rng.random() < 0.7:
-        # Knee: femur with condyles, superimposed patella, tibial plateau, fibular head.
-        j = _u(rng, -0.2, 0.2)
-        s.long_bone((0.0, -1.6), (0.0, j - 0.15), bw)
-        for c in (-1, 1):
-            s.ellipse(s.bone, c * bw * 0.55, j - 0.08, bw * 0.62, 0.1, 0.95)
-        s.ellipse(s.bone, 0.0, j - 0.05, 0.03, 0.05, 0.35)  # intercondylar notch
-        s.ellipse(s.bone, _u(rng, -0.03, 0.03), j - _u(rng, 0.1, 0.2), 0.09, 0.12, 0.55)  # patella
-        s.ellipse(s.bone, _u(rng, -0.03, 0.03), j - 0.15, 0.09, 0.12, 0.9, thickness=0.02)
-        s.ellipse(s.bone, 0.0, j + 0.1, bw * 1.25, 0.06, 0.95)  # tibial plateau
-        s.long_bone((0.0, j + 0.12), (side * 0.02, 1.6), bw * 0.95)
-        fx = side * bw * 1.15
-        s.ellipse(s.bone, fx, j + 0.2, 0.05, 0.045, 0.9)
-        s.long_bone((fx, j + 0.22), (fx * 1.05, 1.6), _u(rng, 0.04, 0.055))
-    else:
-        # Lower leg: one thick tibia, a thin fibula and the ankle mortise.
-        ank = _u(rng, 0.55, 0.85)
-        s.ellipse(s.bone, 0.0, -1.2, bw * 1.25, 0.08, 0.95)
-        s.long_bone((0.0, -1.6), (-side * 0.02, ank), bw)
-        fx = side * bw * 1.2
-        s.long_bone((fx, -1.6), (fx * 1.05, ank + 0.08), _u(rng, 0.04, 0.055))
-        s.ellipse(s.bone, -side * 0.02, ank, bw * 0.75, 0.06, 0.95)  # plafond
-        s.ellipse(s.bone, fx * 1.05, ank + 0.08, 0.05, 0.07, 0.9)  # lateral malleolus
-        s.ellipse(s.bone, 0.0, ank + 0.16, bw * 0.8, 0.08, 0.9)  # talus
+def _leg(s: _Sketch, rng: np.random.Generator, view: tuple[float, float] | None = None) -> None:
+    """Lower leg with the knee and the ankle (AP): a THICK tibia beside a much THINNER fibula; at the knee
+    the broad femoral condyles, the tibial plateau with its spines, the fibular head below the lateral
+    plateau and the patella superimposed on the femur; at the ankle the mortise (medial malleolus of the
+    tibia, lower lateral malleolus of the fibula) holding the talar dome, the calcaneus below; a bulky calf."""
+    zoom, centre = view or _limb_view(rng)
+    limb = _Limb(s, zoom, centre)
+    limb.sleeve(
+        [
+            (-2.0, 0.42),
+            (-1.2, 0.34),
+            (-0.95, 0.32),
+            (-0.55, 0.35),
+            (-0.2, 0.33),
+            (0.4, 0.24),
+            (0.85, 0.19),
+            (1.05, 0.2),
+            (1.25, 0.25),
+            (1.6, 0.3),
+        ],
+        _u(rng, 0.9, 1.15),
+    )
+    k = _u(rng, 0.9, 1.1)
+    # Distal femur: shaft, metaphyseal flare, two broad condyles with the intercondylar notch between.
+    limb.tube(
+        [(0.0, -3.0), (0.0, -1.45), (0.0, -1.2), (0.0, -1.08), (0.0, -1.02)],
+        [0.16 * k, 0.17 * k, 0.28 * k, 0.44 * k, 0.46 * k],
+        0.9,
+    )
+    for c in (-1, 1):
+        limb.blob(c * 0.12 * k, -1.04, 0.1 * k, 0.05, 0.35)  # condyles, rounded
+    limb.blob(0.0, -1.03, 0.045, 0.05, -0.4)  # intercondylar notch
+    limb.blob(_u(rng, -0.03, 0.03), -1.1 + _u(rng, -0.06, 0.04), 0.11 * k, 0.13 * k, 0.5)  # patella
+    # Tibia: plateau as wide as the condyles, spines, tapering metaphysis, thick shaft, broad plafond.
+    limb.tube(
+        [(0.0, -0.97), (0.0, -0.9), (-0.01, -0.75), (-0.02, -0.5), (-0.02, 0.3), (-0.03, 0.8), (-0.04, 0.97)],
+        [0.44 * k, 0.42 * k, 0.3 * k, 0.18 * k, 0.15 * k, 0.19 * k, 0.26 * k],
+        0.9,
+    )
+    for c in (-1, 1):
+        limb.blob(c * 0.035, -0.99, 0.02, 0.03, 0.5)  # tibial spines
+    limb.blob(-0.15 * k, 1.03, 0.045, 0.07, 0.7)  # medial malleolus
+    # Fibula: head below the lateral plateau, slender shaft, lateral malleolus reaching below the medial one.
+    fw = _u(rng, 0.045, 0.06)
+    limb.blob(0.2 * k, -0.82, 0.06, 0.05, 0.75)
+    limb.tube(
+        [(0.2 * k, -0.78), (0.19 * k, -0.3), (0.16 * k, 0.5), (0.17 * k, 0.95)],
+        [fw, fw * 0.9, fw, fw * 1.3],
+        0.85,
+    )
+    limb.blob(0.17 * k, 1.05, 0.055, 0.1, 0.75)
+    # Talus in the mortise; the calcaneus lies behind and below it, so an AP view shows it only faintly
+    # superimposed, and the foot points along the beam (foreshortened, no separate metatarsals).
+    limb.blob(-0.02, 1.1, 0.17 * k, 0.08, 0.7)
+    limb.blob(0.0, 1.27, 0.16 * k, 0.12, 0.3)
 
 
 def _hand(s: _Sketch, rng: np.random.Generator) -> None:
@@ -517,17 +680,60 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nd
     return cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _wide_blur(layer: np.ndarray, sigma: float) -> np.ndarray:
-    """Large-sigma blur at quarter resolution: soft tissue has no fine detail worth the full-size cost."""
-    h, w = layer.shape
-    small = cv2.resize(layer, (max(4, w // 4), max(4, h // 4)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), max(0.5, sigma / 4))
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+def _bandpass(rng: np.random.Generator, h: int, w: int, fine: float, coarse: float) -> np.ndarray:
+    """Zero-mean, unit-variance noise correlated between two scales (pixels).
+
+    Real radiographs are full of fine correlated texture (lung parenchyma and vessels, trabecular bone,
+    detector noise).  Phantoms without it teach a model that any fine texture means "not a radiograph".
+    """
+    n = rng.standard_normal((h, w), dtype=np.float32)
+    a = cv2.GaussianBlur(n, (0, 0), fine)
+    a -= cv2.GaussianBlur(a, (0, 0), coarse)
+    a /= np.float32(float(a.std()) + 1e-6)
+    return a
 
 
-def _collimate(img: np.ndarray, rng: np.random.Generator) -> None:
+def _thickness(soft: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Soft tissue as a path length, not a flat fill: a ray through a rounded limb or trunk crosses less
+    tissue near its edge (a circle's chord, sqrt(1 - (1 - r)^2)), so the body fades out to the skin line
+    instead of ending at a step.  ``r`` is the distance to the outline over a depth that varies per image."""
+    mask = (soft > 0.05).astype(np.uint8)
+    d = cv2.distanceTransform(mask, cv2.DIST_L2, 3)
+    dmax = float(d.max())
+    if dmax <= 0:
+        return soft
+    r = np.minimum(d * np.float32(1.0 / (dmax * _u(rng, 0.45, 1.0))), 1.0)
+    r *= 2.0 - r
+    np.sqrt(r, out=r)
+    return r * soft
+
+
+def _collimator_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """1 inside the exposed field, 0 under the collimator blades, with a blurred (penumbra) edge.
+
+    The blades are straight and may be slightly rotated; one to four sides are closed in."""
+    m = np.ones((h, w), np.float32)
+    sides = [e for e in range(4) if rng.random() < 0.55] or [int(rng.integers(4))]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for e in sides:
+        frac = _u(rng, 0.03, 0.2)
+        tilt = math.tan(math.radians(_u(rng, -4, 4)))
+        if e == 0:
+            m[yy < h * frac + (xx - w / 2) * tilt] = 0.0
+        elif e == 1:
+            m[yy > h * (1 - frac) + (xx - w / 2) * tilt] = 0.0
+        elif e == 2:
+            m[xx < w * frac + (yy - h / 2) * tilt] = 0.0
+        else:
+            m[xx > w * (1 - frac) + (yy - h / 2) * tilt] = 0.0
+    return cv2.GaussianBlur(m, (0, 0), max(0.5, _u(rng, 0.002, 0.01) * min(h, w)))
+
+
+def _shutter(img: np.ndarray, rng: np.random.Generator) -> None:
+    """Electronic shutter: software blacks out the borders after acquisition (a display-side, not physical,
+    nuisance, so it is drawn on the final image)."""
     h, w = img.shape
-    value = _u(rng, 0.85, 1.0) if rng.random() < 0.7 else _u(rng, 0.0, 0.06)
+    value = _u(rng, 0.0, 0.06)
     edges = [e for e in range(4) if rng.random() < 0.5] or [int(rng.integers(4))]
     for e in edges:
         frac = _u(rng, 0.03, 0.12)
@@ -555,13 +761,106 @@ def _marker(img: np.ndarray, rng: np.random.Generator) -> None:
     # OpenCV only renders text into 8-bit images, so draw a coverage mask and blend it in.
     mask = np.zeros((h, w), np.uint8)
     cv2.putText(mask, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    if rng.random() < 0.5:  # mirrored, as a marker placed on the detector's far side reads
+        mask = np.ascontiguousarray(mask[:, ::-1])
     alpha = mask.astype(np.float32) * np.float32(1 / 255)
     img += alpha * (np.float32(_u(rng, 0.9, 1.0)) - img)
+
+
+def _attenuation(s: _Sketch, rng: np.random.Generator) -> np.ndarray:
+    """Line integral of attenuation through the drawn anatomy (arbitrary units, >= 0).
+
+    Soft tissue contributes in proportion to its path length (:func:`_thickness`); gas in lungs and bowel
+    REPLACES tissue along the ray (so it can never make a region lighter than no body at all); bone adds.
+    Lung parenchyma and trabecular bone carry fine correlated texture.
+    """
+    h, w = s.h, s.w
+    edge = max(0.6, 0.008 * s.k)
+    soft = cv2.GaussianBlur(_thickness(s.soft, rng), (0, 0), edge * 1.5)
+    bone = cv2.GaussianBlur(s.bone, (0, 0), edge)
+    np.maximum(bone, 0.0, out=bone)
+    air = cv2.GaussianBlur(s.air, (0, 0), edge * 2)
+    fine = max(0.6, 0.006 * s.k)
+    bone *= 1.0 + np.float32(_u(rng, 0.03, 0.12)) * _bandpass(rng, h, w, fine, fine * 4)
+    air *= 1.0 + np.float32(_u(rng, 0.02, 0.08)) * _bandpass(rng, h, w, fine * 2, fine * 10)
+    np.clip(air, 0.0, 1.0, out=air)
+    # Tissue density varies smoothly (fat, muscle, organs).
+    dens = _smooth_field(rng, h, w, 12)
+    dens *= np.float32(0.08)
+    dens += 1.0
+    air *= np.float32(_AIR_W / _SOFT_W * _u(rng, 0.75, 1.0))  # depth of inspiration, gas volume
+    np.subtract(1.0, air, out=air)
+    a = soft * dens
+    a *= air
+    a *= np.float32(_SOFT_W * _u(rng, 0.8, 1.2))
+    bone *= np.float32(_BONE_W * _u(rng, 0.85, 1.15))
+    a += bone
+    np.maximum(a, 0.0, out=a)
+    return a
+
+
+def _expose(a: np.ndarray, rng: np.random.Generator, collimate: bool = True) -> np.ndarray:
+    """X-ray physics from attenuation to the detector's log signal, returned in [0, 1], bone bright.
+
+    Primary fluence falls as exp(-mu t); the anode heel effect tilts it across the field; the collimator
+    blades stop it outside the field; scatter (a broad blur of the transmitted fluence, strongest without a
+    grid) fogs the image and lowers contrast in dense regions; quantum noise grows as the square root of the
+    photon count, correlated over a couple of pixels by the detector.  Detectors record ~log exposure, so
+    the raw image is -log of what arrives.
+    """
+    h, w = a.shape
+    fluence = np.exp(a * np.float32(-_u(rng, 2.5, 5.0)))
+    if rng.random() < 0.5:
+        ramp = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    else:
+        ramp = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    fluence *= 1.0 + ramp * np.float32(_u(rng, -0.15, 0.15))
+    if rng.random() < 0.55 and collimate:
+        fluence *= _collimator_mask(rng, h, w)
+    spr = _u(rng, 0.0, 0.6)  # scatter-to-primary ratio at the centre
+    if spr > 0.02:
+        small = cv2.resize(fluence, (max(4, w // 8), max(4, h // 8)), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), _u(rng, 2.0, 5.0))
+        fluence += np.float32(spr) * cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    counts = _u(rng, 300.0, 5000.0)  # photons per pixel through no object
+    noise = cv2.GaussianBlur(rng.standard_normal((h, w), dtype=np.float32), (0, 0), _u(rng, 0.4, 1.0))
+    noise *= np.sqrt(np.maximum(fluence, 0.0) * np.float32(1.0 / counts))
+    fluence += noise
+    np.maximum(fluence, np.float32(2e-3), out=fluence)
+    raw = -np.log(fluence)
+    lo, hi = float(raw.min()), float(raw.max())
+    raw -= np.float32(lo)
+    raw *= np.float32(1.0 / max(hi - lo, 1e-6))
+    return raw
+
+
+def _present(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Processing for display, or none.
+
+    "For presentation" images get multi-scale contrast (unsharp masking boosts detail against the broad
+    density range) and a sigmoid look-up table; "for processing" (raw) images keep the flat, low-contrast
+    log signal, and archives hold both."""
+    h, w = img.shape
+    if rng.random() < 0.35:
+        return img
+    sigma = _u(rng, 0.02, 0.08) * min(h, w)
+    small = cv2.resize(img, (max(4, w // 4), max(4, h // 4)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), max(0.5, sigma / 4))
+    broad = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = img + np.float32(_u(rng, 0.0, 1.5)) * (img - broad)
+    centre = float(np.median(out)) + _u(rng, -0.1, 0.1)
+    slope = _u(rng, 3.0, 9.0)
+    out = 1.0 / (1.0 + np.exp((centre - out) * np.float32(slope)))
+    lo, hi = float(out.min()), float(out.max())
+    return ((out - lo) * np.float32(1.0 / max(hi - lo, 1e-6))).astype(np.float32)
 
 
 def render_phantom(body_part: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Draw one synthetic radiograph so archives can be generated without any real patient data.
 
+    The anatomy is drawn as attenuation maps (soft-tissue thickness, gas, bone), then imaged the way an
+    X-ray system does (:func:`_expose`: exponential attenuation, heel effect, collimation, scatter, quantum
+    noise, log detector) and optionally processed for display (:func:`_present`).
     The result is float32 in [0, 1] with MONOCHROME2 polarity (bone bright, air dark) unless the random
     "inverted" nuisance fired, which mimics archives where some studies were exported with the wrong polarity.
     Every random choice comes from ``rng``, so the same generator state always yields the same image.
@@ -583,33 +882,7 @@ def render_phantom(body_part: str, rng: np.random.Generator, height: int, width:
     s = _Sketch(h, w, scale, angle, tx, ty)
     _DRAW[body_part](s, rng)
 
-    edge = max(0.6, 0.008 * s.k)
-    soft = _wide_blur(s.soft, edge * 3)
-    bone = cv2.GaussianBlur(s.bone, (0, 0), edge)
-    air = cv2.GaussianBlur(s.air, (0, 0), edge * 2)
-    texture = _smooth_field(rng, h, w, 12)
-    # Combine the layers in place: this runs for every archive image, so temporaries matter.
-    img = texture * np.float32(0.08)
-    img += 1.0
-    img *= soft
-    img *= np.float32(_SOFT_W * _u(rng, 0.8, 1.2))
-    texture *= np.float32(0.05)
-    texture += 1.0
-    texture *= bone
-    texture *= np.float32(_BONE_W * _u(rng, 0.85, 1.15))
-    img += texture
-    np.minimum(soft, 1.0, out=soft)
-    soft *= air
-    soft *= np.float32(_AIR_W)
-    img -= soft
-    img += np.float32(_BACKGROUND)
-    # Heel effect / uneven exposure: a gentle ramp across the field.
-    if rng.random() < 0.5:
-        img += np.linspace(-1, 1, w, dtype=np.float32)[None, :] * np.float32(_u(rng, 0.0, 0.06))
-    else:
-        img += np.linspace(-1, 1, h, dtype=np.float32)[:, None] * np.float32(_u(rng, 0.0, 0.06))
-    np.clip(img, 0.0, 1.0, out=img)
-
+    img = _present(_expose(_attenuation(s, rng), rng), rng)
     if rng.random() < 0.5:
         img = cv2.flip(img, 1)  # left/right (or left vs right limb)
     # Exposure: gamma and window-like contrast stretch.
@@ -619,13 +892,13 @@ def render_phantom(body_part: str, rng: np.random.Generator, height: int, width:
     img += np.float32(lo)
     if rng.random() < 0.5:
         _marker(img, rng)
-    if rng.random() < 0.4:
-        _collimate(img, rng)
+    if rng.random() < 0.15:
+        _shutter(img, rng)
     sigma = _u(rng, 0.0, 1.5)
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
     noise = rng.standard_normal((h, w), dtype=np.float32)
-    noise *= np.float32(_u(rng, 0.003, 0.03))
+    noise *= np.float32(_u(rng, 0.002, 0.015))  # electronic noise, on top of the quantum noise
     img += noise
     if rng.random() < 0.15:
         np.subtract(1.0, img, out=img)
