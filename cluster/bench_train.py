@@ -8,7 +8,8 @@ Three runs of :func:`core.training.run_training` on the same sample archive, mod
 
 (a) and (b) pin TensorFlow to the same thread counts (:func:`cluster.runtime.limit_tf_threads`) and run at the
 same scheduling priority (Ray's workers default to niceness 15), and (b)/(c) start Ray exactly as the entry points
-do (:func:`cluster.runtime.start_local_ray`, dashboard included), so the difference is what Ray costs a user.
+do (:func:`cluster.runtime.start_local_ray`: its lean settings, no dashboard unless ``SCANLABEL_RAY_DASHBOARD=1``),
+so the difference is what Ray costs a user.
 ``images_per_s`` times the train steps only; the figure per run is the median over epochs 2..N (the first one
 traces the step function and fills the decode cache).  At least 8 epochs by default: a cost that grows with
 the epochs (issue 11) cannot show in three.
@@ -258,6 +259,12 @@ def run_bench(args: argparse.Namespace) -> int:
     sampler = RayCpuSampler().start()
     if not ray.is_initialized():
         start_local_ray(env_vars={"RAY_worker_niceness": "0"})
+        from cluster.runtime import local_state_api
+
+        lines_after.append(
+            f"[bench] Ray for (b) and (c): embedded, dashboard {'on' if local_state_api() else 'off'}, "
+            "lean settings of cluster/runtime.py (LEAN_LOCAL_RAY_ENV)"
+        )
         from cluster.ray_output import install
 
         install()  # worker records drawn like local ones, Ray's chatter to the log file (as the entry points do)
@@ -320,6 +327,21 @@ def run_bench(args: argparse.Namespace) -> int:
             lines_after.append(
                 f"[bench] {label} seconds per epoch outside the train steps (validation, BatchNorm refresh"
                 f"{', checkpoint + report' if label == '(b)' else ''}): {', '.join(f'{v:.2f}' for v in outside)}"
+            )
+    costs = [(h["prev_checkpoint_s"], h["prev_report_s"]) for h in b[1:] if "prev_checkpoint_s" in h]
+    if costs:
+        lines_after.append(
+            "[bench] (b) per epoch, checkpoint write / ray.train.report (copy to storage, barrier): "
+            + ", ".join(f"{c:.2f}/{r:.2f}" for c, r in costs)
+            + " s"
+        )
+    # Cores the training process kept busy during the train steps: what (b) loses to Ray's daemons shows here.
+    for label, hist in (("(a)", single_history), ("(b)", b)):
+        busy = [h["train_cpu_s"] / h["epoch_s"] for h in hist[1:] if "train_cpu_s" in h]
+        if busy:
+            lines_after.append(
+                f"[bench] {label} training process busy during the train steps: "
+                f"{statistics.median(busy):.2f} of {cores} cores (median of epochs 2..N)"
             )
     refresh = [h["bn_refresh_s"] / h["epoch_s"] for h in b[1:] if h.get("bn_refresh_s")]
     if refresh:

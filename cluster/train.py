@@ -22,7 +22,7 @@ import ray.train
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.tensorflow import TensorflowTrainer
 
-from cluster.runtime import limit_tf_threads
+from cluster.runtime import limit_tf_threads, local_state_api
 from core import storage
 from core.training import TrainConfig, run_training
 
@@ -73,6 +73,29 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             shutil.rmtree(resume_dir, ignore_errors=True)
 
 
+class _Trainer(TensorflowTrainer):
+    """Ray Train's TensorflowTrainer, less the PlacementGroupCleaner on an embedded Ray without a state API.
+
+    Train V2 starts a detached PlacementGroupCleaner actor that asks the state API (served by the dashboard)
+    every second whether the controller is alive, to free the workers' placement group should the controller
+    die while the cluster lives on.  :func:`cluster.runtime.start_local_ray` starts no dashboard by default
+    (issue 11: it cost 1.1-1.3 % of a 2-core node), so there the cleaner could only fail and warn once a second;
+    and an embedded Ray ends with this process anyway.  Everywhere else (a cluster, a caller's own
+    ``ray.init``) Ray's callbacks stay as they are.  The hook is Ray's private ``_create_default_callbacks``:
+    if a Ray version renames it, nothing breaks, the cleaner simply stays.
+    """
+
+    def _create_default_callbacks(self):
+        callbacks = super()._create_default_callbacks()
+        if local_state_api() is not False:
+            return callbacks
+        try:
+            from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+        except ImportError:
+            return callbacks
+        return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
+
+
 def new_run_name() -> str:
     """A unique run name: reusing a name under the same storage would silently resume that run."""
     return f"scanlabel-train-{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -104,7 +127,7 @@ def train(
         cpus_per_worker = max(1, total // max(workers, 1))
     config = cfg.to_dict()
     config["_cpus_per_worker"] = cpus_per_worker
-    trainer = TensorflowTrainer(
+    trainer = _Trainer(
         _train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(
