@@ -280,6 +280,15 @@ def _model_state_variables(model) -> list:
     return [v for v in model.variables if id(v) not in weight_ids]
 
 
+def load_checkpoint_weights(model, ckpt_dir: str) -> None:
+    """Load a checkpoint's model weights into ``model`` (built like the run's): the .npz, or an older .weights.h5."""
+    weights = os.path.join(ckpt_dir, CHECKPOINT_WEIGHTS)
+    if os.path.exists(weights):
+        _assign_all(model.weights, _load_arrays(weights), "weights")
+    else:
+        model.load_weights(os.path.join(ckpt_dir, CHECKPOINT_WEIGHTS_H5))
+
+
 def keep_checkpoints(directory: str) -> ReportFn:
     """A ``report`` callback for runs without Ray: copies each epoch's checkpoint to ``directory/epoch_NNN``.
 
@@ -572,11 +581,7 @@ class _Trainer:
 
     def restore(self, resume_dir: str, start_epoch: int, log: Callable[[str], None]) -> None:
         """Weights, best weights, optimizer slots and dropout RNG state from a checkpoint directory."""
-        weights = os.path.join(resume_dir, CHECKPOINT_WEIGHTS)
-        if os.path.exists(weights):
-            _assign_all(self.model.weights, _load_arrays(weights), "weights")
-        else:
-            self.model.load_weights(os.path.join(resume_dir, CHECKPOINT_WEIGHTS_H5))
+        load_checkpoint_weights(self.model, resume_dir)
         best = os.path.join(resume_dir, CHECKPOINT_BEST)
         if os.path.exists(best):
             self.best_weights = _load_arrays(best)
