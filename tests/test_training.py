@@ -181,7 +181,7 @@ def test_pretrained_base_from_file_is_frozen_then_only_top_blocks_change(small_a
 
     from core import backbones
     from core.bundle import load_bundle
-    from core.training import keep_checkpoints, run_training
+    from core.training import keep_checkpoints, load_checkpoint_weights, run_training
 
     keras.utils.set_random_seed(123)
     base = backbones.build_base(BACKBONE, TEST_IMAGE_SIZE, None)
@@ -210,7 +210,7 @@ def test_pretrained_base_from_file_is_frozen_then_only_top_blocks_change(small_a
 
     def base_weights_at(epoch: int) -> tuple[list[np.ndarray], keras.Model]:
         model, b = backbones.build_classifier(BACKBONE, classes, None, TEST_IMAGE_SIZE)
-        model.load_weights(os.path.join(ckpts, f"epoch_{epoch:03d}", "weights.weights.h5"))
+        load_checkpoint_weights(model, os.path.join(ckpts, f"epoch_{epoch:03d}"))
         return [v.numpy() for v in b.weights], b
 
     # (a) + (b): after the head phase the base is exactly the file, BatchNorm moving statistics included.
