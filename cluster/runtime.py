@@ -25,10 +25,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
 
 
 # Ray's own background work that an embedded one-node Ray pays for and nothing in scanlabel reads: each entry was
-# measured during a Ray Train run on the 2-core development machine (BENCHMARKS.md, issue 11), together 5.0-5.5 %
-# of the node's CPU -> 3.3-3.6 %.  Set with setdefault before Ray starts (its processes read them from the
-# environment they inherit), so a user's own setting wins.  Only for the Ray this process starts: a cluster the job
-# is submitted to keeps its operator's settings.
+# measured during a Ray Train run on the 2-core development machine (BENCHMARKS.md, issue 11): with the dashboard
+# off too, Ray's own processes went from 5.9 % to 4.3 % of the node's CPU on a quiet machine (5 % to 2 % loaded).
+# Set with setdefault before Ray starts (its processes read them from the environment they inherit), so a user's
+# own setting wins.  Only for the Ray this process starts: a cluster the job is submitted to keeps its operator's
+# settings.
 LEAN_LOCAL_RAY_ENV = {
     # Prometheus metrics recorded and exported by every core worker, the raylet and the GCS (nothing scrapes them).
     "RAY_enable_metrics_collection": "0",
