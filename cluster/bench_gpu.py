@@ -32,7 +32,6 @@ import time
 import numpy as np
 
 MODELS = (("efficientnet_b0", 224), ("inception_v3", 299))
-CLASSES = ("head", "chest", "abdomen", "pelvis", "arm", "leg", "hand")  # core.phantoms.CLASSES, without cv2
 
 
 def deterministic_weights(model, seed: int = 0) -> str:
@@ -60,6 +59,7 @@ def deterministic_weights(model, seed: int = 0) -> str:
 
 def _build(backbone: str, size: int):
     from core.backbones import build_classifier
+    from core.phantoms import CLASSES
 
     model, _ = build_classifier(backbone, list(CLASSES), None, size)
     return model, deterministic_weights(model)

@@ -134,7 +134,8 @@ class ModelActor:
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         node = ray.get_runtime_context().get_node_id()[:12]
         bundle = load_bundle(bundle_path)
-        if resolve_engine(engine, bundle.litert_path is not None, bool(gpu_ids)) == "keras":
+        engine = resolve_engine(engine, bundle.litert_path is not None, bool(gpu_ids))
+        if engine == "keras":
             from cluster.runtime import limit_tf_threads
 
             limit_tf_threads(threads)  # before TF runs anything: its pools are fixed at first use
@@ -295,8 +296,10 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     gpus = cluster_gpus()
     gpus_per_actor = opts.gpus_per_actor if opts.gpus_per_actor is not None else (1 if gpus else 0)
     n_actors = _pool_size(opts, gpus_per_actor)
-    if gpus_per_actor and opts.engine == "litert":
-        raise ValueError("--engine litert runs on the CPU only; with GPU model actors use --engine auto or keras")
+    if gpus_per_actor:  # prepare() checked the engine against the bundle; a GPU pool is known only now
+        from core.engines import resolve_engine
+
+        resolve_engine(opts.engine, bundle.litert_path is not None, gpu=True)
     bs = opts.batch_size
     rows_per_block = opts.rows_per_block or max(bs, min(bs * 8, -(-todo.num_rows // max(1, n_actors * 4))))
     # Blocks of a few batches: enough of them to keep every actor fed, small enough to stream.
