@@ -11,7 +11,8 @@ core and ``model_cpu_s_per_img = cores / model_img_per_s``, the model actor's wo
 scoring, the output table) measured on all cores.  The whole-run rate times ``run_label`` from the call to its
 return; the steady-state rate is the marginal one, ``(N - N/2) / (T_N - T_N/2)`` from a run on the first half of the
 images and a repeat of the whole run, so start-up, planning and the pipeline's fill and drain cancel out (both
-after the first run, which alone pays for starting the session's decode workers).
+after the first run, which alone pays for starting the session's decode workers).  A repeat with the same
+weights in a bundle without trust data gives trust scoring's cost (issue 8: at most 5 %).
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
 processes took while it ran (from ``/proc/stat`` minus this process tree).  Figures from a busy machine are
@@ -559,6 +560,7 @@ def run_bench(args: argparse.Namespace) -> int:
     manifest = write_images(out, args.images, args.source_size)
     uris = pq.read_table(manifest).column(schema.URI).to_pylist()
     bundle = make_bundle(out, args.backbone, args.image_size, trust_from=uris[:160])
+    plain = make_bundle(out, args.backbone, args.image_size)  # same weights, no trust data: scoring's cost
     cfg = load_bundle(bundle).preprocess
     print(
         f"bench label: {args.images} PNGs of {args.source_size}², {args.backbone} @ {args.image_size} with trust "
@@ -620,6 +622,14 @@ def run_bench(args: argparse.Namespace) -> int:
     print(
         f"(for reference, first to last batch returned in the {e.images}-image run: {e.steady_rate:.1f} img/s, "
         "flattered by the images decoded while the model actor was starting)"
+    )
+    p = end_to_end(manifest, plain, os.path.join(out, "labels_plain"), args.batch_size, rows_per_file=250)
+    plain_ips, _, _ = model_rate(plain, args.batch_size, 24, cores)
+    print(
+        f"trust scoring's cost (calibration, OOD score, abstention; same weights, the bundle without trust data): "
+        f"{args.images}-image run on the warm pool {w.whole_rate:.1f} img/s with it, {p.whole_rate:.1f} without "
+        f"({w.whole_rate / p.whole_rate - 1:+.1%}); model-only {model_ips:.1f} vs {plain_ips:.1f} img/s "
+        f"({model_ips / plain_ips - 1:+.1%})"
     )
     docs_rate, docs_out = docs_pattern(manifest, bundle, os.path.join(out, "docs_pattern"), args.batch_size)
     print(f"docs_pattern (Ray Data docs' batch inference, untuned, same files): {docs_rate:.1f} img/s")
