@@ -177,10 +177,21 @@ def model_rate(
     """(images/s, CPU s per image, engine that ran) of a model actor's work alone on decoded in-memory batches,
     all cores: the model call with the job's engine (compact pixels widened inside it), trust scoring when the
     bundle has it, the output table."""
+    from threadpoolctl import threadpool_limits
+
     from cluster.runtime import limit_tf_threads
-    from core.labeling import HEADER_CLASS, OK, PIXELS, BatchClassifier
 
     limit_tf_threads(threads)
+    # A model actor has one BLAS thread (Ray sets OMP_NUM_THREADS to its 1 CPU); this process has one per core,
+    # and the OOD score's matrix product on two BLAS threads contends with the engine's: measured here, that made
+    # the work with trust scoring 15 % slower than in the actor, and so the limit too low (flattering the ratios).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _model_rate(bundle_path, batch_size, batches, threads, engine)
+
+
+def _model_rate(bundle_path: str, batch_size: int, batches: int, threads: int, engine: str):
+    from core.labeling import HEADER_CLASS, OK, PIXELS, BatchClassifier
+
     bundle = load_bundle(bundle_path)
     clf = BatchClassifier(bundle, batch_size, engine=engine, threads=threads)
     cfg = bundle.preprocess
