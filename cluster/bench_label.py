@@ -11,8 +11,8 @@ core and ``model_cpu_s_per_img = cores / model_img_per_s``, the model actor's wo
 scoring, the output table) measured on all cores.  The whole-run rate times ``run_label`` from the call to its
 return; the steady-state rate is the marginal one, ``(N - N/2) / (T_N - T_N/2)`` from a run on the first half of the
 images and a repeat of the whole run, so start-up, planning and the pipeline's fill and drain cancel out (both
-after the first run, which alone pays for starting the session's decode workers).  A repeat with the same
-weights in a bundle without trust data gives trust scoring's cost (issue 8: at most 5 %).
+after the first run, which alone pays for starting the session's decode workers; medians of a few pairs).
+A repeat with the same weights in a bundle without trust data gives trust scoring's cost (issue 8: at most 5 %).
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
 processes took while it ran (from ``/proc/stat`` minus this process tree).  Figures from a busy machine are
@@ -617,29 +617,40 @@ def run_bench(args: argparse.Namespace) -> int:
     half = pq.read_table(manifest).slice(0, args.images // 2)
     half_manifest = os.path.join(out, f"manifest_{args.source_size}_{args.images}_first_half.parquet")
     pq.write_table(half, half_manifest)
-    h = end_to_end(half_manifest, bundle, os.path.join(out, "labels_half"), args.batch_size, rows_per_file=250)
-    # The marginal rate subtracts two runs that must pay the same start-up.  The first job of a Ray session also
-    # starts and warms the decode workers (imports, first decodes: ~2-3 s here), which the half run then finds
-    # ready; so the whole run is repeated on the warm pool for the subtraction, and the first (cold) whole run
-    # stays the whole-run figure.
-    w = end_to_end(manifest, bundle, os.path.join(out, "labels_warm"), args.batch_size, rows_per_file=250)
+    # The marginal rate subtracts runs that must pay the same start-up.  The first job of a Ray session also
+    # starts and warms the decode workers (imports, first decodes: ~2-3 s here), which later runs find ready; so
+    # the whole run is repeated on the warm pool for the subtraction, and the first (cold) whole run stays the
+    # whole-run figure.  One run's start-up varies by ~1 s (actor placement, engine load), ~6 % of a 1000-image
+    # difference: medians over a few interleaved pairs keep one slow start from deciding the figure.
+    # Each pair is followed by the same whole run with the bundle without trust data: scoring's cost, same run.
+    halves, wholes, plains = [], [], []
+    for _ in range(max(1, args.steady_repeats)):
+        h = end_to_end(half_manifest, bundle, os.path.join(out, "labels_half"), args.batch_size, rows_per_file=250)
+        w = end_to_end(manifest, bundle, os.path.join(out, "labels_warm"), args.batch_size, rows_per_file=250)
+        p = end_to_end(manifest, plain, os.path.join(out, "labels_plain"), args.batch_size, rows_per_file=250)
+        halves.append(h.whole_s)
+        wholes.append(w.whole_s)
+        plains.append(p.whole_s)
+    t_half, t_whole, t_plain = float(np.median(halves)), float(np.median(wholes)), float(np.median(plains))
     # A half run that took longer than the whole one can only be noise (a busy machine): no figure then.
-    steady = (w.images - h.images) / (w.whole_s - h.whole_s) if w.whole_s > h.whole_s else float("nan")
+    steady = (w.images - h.images) / (t_whole - t_half) if t_whole > t_half else float("nan")
     print(
         f"end-to-end steady state (marginal rate: the {w.images - h.images} extra images of a {w.images}-image "
-        f"run over a {h.images}-image run, both after the first run, {w.whole_s:.1f} s - {h.whole_s:.1f} s; "
-        f"start-up, planning, pipeline fill and drain cancel out): {steady:.1f} img/s"
+        f"run over a {h.images}-image run, both after the first run, medians of {len(wholes)} pairs "
+        f"{t_whole:.1f} s - {t_half:.1f} s; start-up, planning, pipeline fill and drain cancel out): "
+        f"{steady:.1f} img/s (runs: {' '.join(f'{x:.1f}' for x in wholes)} s and "
+        f"{' '.join(f'{x:.1f}' for x in halves)} s)"
     )
     print(
         f"(for reference, first to last batch returned in the {e.images}-image run: {e.steady_rate:.1f} img/s, "
         "flattered by the images decoded while the model actor was starting)"
     )
-    p = end_to_end(manifest, plain, os.path.join(out, "labels_plain"), args.batch_size, rows_per_file=250)
     plain_ips, _, _ = model_rate(plain, args.batch_size, 24, cores)
     print(
         f"trust scoring's cost (calibration, OOD score, abstention; same weights, the bundle without trust data): "
-        f"{args.images}-image run on the warm pool {w.whole_rate:.1f} img/s with it, {p.whole_rate:.1f} without "
-        f"({w.whole_rate / p.whole_rate - 1:+.1%}); model-only {model_ips:.1f} vs {plain_ips:.1f} img/s "
+        f"{args.images}-image runs on the warm pool, medians: {w.images / t_whole:.1f} img/s with it, "
+        f"{p.images / t_plain:.1f} without ({t_plain / t_whole - 1:+.1%}; runs without: "
+        f"{' '.join(f'{x:.1f}' for x in plains)} s); model-only {model_ips:.1f} vs {plain_ips:.1f} img/s "
         f"({model_ips / plain_ips - 1:+.1%})"
     )
     docs_rate, docs_out = docs_pattern(manifest, bundle, os.path.join(out, "docs_pattern"), args.batch_size)

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     label.add_argument("--out", default="bench_out/label")
     label.add_argument("--memory", action="store_true", help="also peak RSS at 10k vs 50k images")
     label.add_argument("--noop-rows", type=int, default=0, help="time a no-op rerun over a manifest this big")
+    label.add_argument(
+        "--steady-repeats", type=int, default=3, help="warm half/whole run pairs for the steady state (median)"
+    )
     train = sub.add_parser("train", help="single-process loop vs Ray Train with 1 and 2 workers")
     train.add_argument("--images", type=int, default=1200)
     train.add_argument("--backbone", default="mobilenet_v3_small")
