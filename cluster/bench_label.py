@@ -529,6 +529,10 @@ def noop_check(out: str, rows: int, bundle_path: str) -> None:
     print(f"noop: rerun over {rows} rows with all labels present: {elapsed:.1f} s, to_do={s.todo} ({lines[-1]})")
 
 
+def _seconds(times: list[float]) -> str:
+    return " ".join(f"{t:.1f}" for t in times)
+
+
 def _quiet_report(q: Quietness) -> bool:
     load_after = os.getloadavg()[0]
     others = q.others_share()
@@ -586,6 +590,7 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     keras_ips, _, _ = model_rate(bundle, args.batch_size, 12, cores, engine="keras")
     model_ips, model_cpu, engine = model_rate(bundle, args.batch_size, 24, cores)
+    plain_ips, _, _ = model_rate(plain, args.batch_size, 24, cores)  # right after: same conditions
     model_cpu_s = cores / model_ips
     ran = "LiteRT: the bundle's model.tflite, XNNPACK" if engine == "litert" else "Keras/TF: no model.tflite"
     print(
@@ -638,19 +643,17 @@ def run_bench(args: argparse.Namespace) -> int:
         f"end-to-end steady state (marginal rate: the {w.images - h.images} extra images of a {w.images}-image "
         f"run over a {h.images}-image run, both after the first run, medians of {len(wholes)} pairs "
         f"{t_whole:.1f} s - {t_half:.1f} s; start-up, planning, pipeline fill and drain cancel out): "
-        f"{steady:.1f} img/s (runs: {' '.join(f'{x:.1f}' for x in wholes)} s and "
-        f"{' '.join(f'{x:.1f}' for x in halves)} s)"
+        f"{steady:.1f} img/s (runs: {_seconds(wholes)} s and {_seconds(halves)} s)"
     )
     print(
         f"(for reference, first to last batch returned in the {e.images}-image run: {e.steady_rate:.1f} img/s, "
         "flattered by the images decoded while the model actor was starting)"
     )
-    plain_ips, _, _ = model_rate(plain, args.batch_size, 24, cores)
     print(
         f"trust scoring's cost (calibration, OOD score, abstention; same weights, the bundle without trust data): "
         f"{args.images}-image runs on the warm pool, medians: {w.images / t_whole:.1f} img/s with it, "
-        f"{p.images / t_plain:.1f} without ({t_plain / t_whole - 1:+.1%}; runs without: "
-        f"{' '.join(f'{x:.1f}' for x in plains)} s); model-only {model_ips:.1f} vs {plain_ips:.1f} img/s "
+        f"{p.images / t_plain:.1f} without ({t_plain / t_whole - 1:+.1%}; runs without: {_seconds(plains)} s); "
+        f"model-only {model_ips:.1f} vs {plain_ips:.1f} img/s "
         f"({model_ips / plain_ips - 1:+.1%})"
     )
     docs_rate, docs_out = docs_pattern(manifest, bundle, os.path.join(out, "docs_pattern"), args.batch_size)
