@@ -8,10 +8,12 @@ together mean anything.  The limit assumes perfect overlap of decode and model o
 
 where ``decode_s_per_img`` is the labeling job's own decode function (:func:`core.labeling.decode_batch`) on one
 core and ``model_cpu_s_per_img = cores / model_img_per_s``, the model actor's work (the traced model call, trust
-scoring, the output table) measured on all cores.  The whole-run rate times ``run_label`` from the call to its
-return; the steady-state rate is the marginal one, ``(N - N/2) / (T_N - T_N/2)`` from a run on the first half of the
-images and a repeat of the whole run, so start-up, planning and the pipeline's fill and drain cancel out (both
-after the first run, which alone pays for starting the session's decode workers; medians of a few pairs).
+scoring, the output table) measured on all cores.  Both are measured before the end-to-end runs and again after
+them, and the ratios divide by the mean of the two limits (the host's speed drifts within a bench).  The
+whole-run rate times ``run_label`` from the call to its return; the steady-state rate is the marginal one,
+``(N - N/2) / (T_N - T_N/2)`` from a run on the first half of the images and a repeat of the whole run, so
+start-up, planning and the pipeline's fill and drain cancel out (both after the first run, which alone pays for
+starting the session's decode workers; medians of a few pairs).
 A repeat with the same weights in a bundle without trust data gives trust scoring's cost (issue 8: at most 5 %).
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
@@ -213,6 +215,45 @@ def _model_rate(bundle_path: str, batch_size: int, batches: int, threads: int, e
     for _ in range(batches):
         clf.label_batch(batch)
     return batches * batch_size / (time.perf_counter() - t), (_cpu() - c) / (batches * batch_size), clf.engine
+
+
+@dataclass
+class Limit:
+    """The CPU-time limit and the two rates it is made of, as measured at one moment of the bench."""
+
+    cores: int
+    decode_wall: float
+    decode_cpu: float
+    model_ips: float
+    model_cpu: float
+    engine: str
+
+    @property
+    def decode_s(self) -> float:
+        return max(self.decode_wall, self.decode_cpu)
+
+    @property
+    def model_s(self) -> float:
+        """Machine-seconds per image of the model actor's work (all cores for 1 / model_ips s)."""
+        return self.cores / self.model_ips
+
+    @property
+    def rate(self) -> float:
+        return self.cores / (self.decode_s + self.model_s)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rate:.1f} img/s = {self.cores} / ({self.decode_s * 1000:.1f} ms + {self.model_s * 1000:.1f} ms) "
+            f"(decode-only {1 / self.decode_s:.1f} img/s on 1 core, model-only {self.model_ips:.1f} img/s)"
+        )
+
+
+def measure_limit(uris: list[str], cfg: PreprocessConfig, bundle_path: str, batch_size: int, cores: int) -> Limit:
+    """Decode-only and model-only, back to back.  Windows of several seconds each: the limit is the ratios'
+    denominator, and short windows on a shared host are noisy."""
+    decode_wall, decode_cpu = decode_rate(uris[:384], cfg, batch_size)
+    model_ips, model_cpu, engine = model_rate(bundle_path, batch_size, 24, cores)
+    return Limit(cores, decode_wall, decode_cpu, model_ips, model_cpu, engine)
 
 
 def naive_rate(bundle_path: str, uris: list[str]) -> float:
@@ -581,25 +622,20 @@ def run_bench(args: argparse.Namespace) -> int:
         f"bench label: {args.images} PNGs of {args.source_size}², {args.backbone} @ {args.image_size} with trust "
         f"scoring (calibration + Mahalanobis OOD + abstention), batch {args.batch_size}, {cores} cores"
     )
-    # Windows of several seconds each: the limit is a ratio's denominator, and short windows on a shared host are noisy.
-    decode_wall, decode_cpu = decode_rate(uris[:384], cfg, args.batch_size)
-    decode_s = max(decode_wall, decode_cpu)
-    print(
-        f"decode-only: {1 / decode_s:.1f} img/s on 1 core ({decode_wall * 1000:.1f} ms wall, "
-        f"{decode_cpu * 1000:.1f} ms CPU per image; decode_batch, compact uint8 output)"
-    )
     keras_ips, _, _ = model_rate(bundle, args.batch_size, 12, cores, engine="keras")
-    model_ips, model_cpu, engine = model_rate(bundle, args.batch_size, 24, cores)
+    before = measure_limit(uris, cfg, bundle, args.batch_size, cores)
     plain_ips, _, _ = model_rate(plain, args.batch_size, 24, cores)  # right after: same conditions
-    model_cpu_s = cores / model_ips
-    ran = "LiteRT: the bundle's model.tflite, XNNPACK" if engine == "litert" else "Keras/TF: no model.tflite"
     print(
-        f"model-only: {model_ips:.1f} img/s on {cores} cores with the job's CPU engine ({ran}; "
-        f"{model_cpu_s * 1000:.1f} ms of the machine per image; process CPU "
-        f"{model_cpu * 1000:.1f} ms); the same work with the Keras/TF engine: {keras_ips:.1f} img/s"
+        f"decode-only: {1 / before.decode_s:.1f} img/s on 1 core ({before.decode_wall * 1000:.1f} ms wall, "
+        f"{before.decode_cpu * 1000:.1f} ms CPU per image; decode_batch, compact uint8 output)"
     )
-    limit = cores / (decode_s + model_cpu_s)
-    print(f"limit: {limit:.1f} img/s = {cores} / ({decode_s * 1000:.1f} ms + {model_cpu_s * 1000:.1f} ms)")
+    ran = "LiteRT: the bundle's model.tflite, XNNPACK" if before.engine == "litert" else "Keras/TF: no model.tflite"
+    print(
+        f"model-only: {before.model_ips:.1f} img/s on {cores} cores with the job's CPU engine ({ran}; "
+        f"{before.model_s * 1000:.1f} ms of the machine per image; process CPU "
+        f"{before.model_cpu * 1000:.1f} ms); the same work with the Keras/TF engine: {keras_ips:.1f} img/s"
+    )
+    print(f"limit before the end-to-end runs: {before}")
     naive = naive_rate(bundle, uris[:100])
     print(f"naive (decode + model.predict per image): {naive:.1f} img/s")
 
@@ -637,6 +673,13 @@ def run_bench(args: argparse.Namespace) -> int:
         wholes.append(w.whole_s)
         plains.append(p.whole_s)
     t_half, t_whole, t_plain = float(np.median(halves)), float(np.median(wholes)), float(np.median(plains))
+    # The host's speed drifts within a bench (decode-only 67.7-85.2 img/s across one session's runs): the limit is
+    # measured again right after the end-to-end runs, and the ratios divide by the mean of the two, so numerator
+    # and denominator cover the same stretch of time.
+    after = measure_limit(uris, cfg, bundle, args.batch_size, cores)
+    limit = (before.rate + after.rate) / 2
+    print(f"limit after the end-to-end runs: {after}")
+    print(f"limit: {limit:.1f} img/s, the mean of before and after ({after.rate / before.rate - 1:+.1%} between them)")
     # A half run that took longer than the whole one can only be noise (a busy machine): no figure then.
     steady = (w.images - h.images) / (t_whole - t_half) if t_whole > t_half else float("nan")
     print(
@@ -653,8 +696,8 @@ def run_bench(args: argparse.Namespace) -> int:
         f"trust scoring's cost (calibration, OOD score, abstention; same weights, the bundle without trust data): "
         f"{args.images}-image runs on the warm pool, medians: {w.images / t_whole:.1f} img/s with it, "
         f"{p.images / t_plain:.1f} without ({t_plain / t_whole - 1:+.1%}; runs without: {_seconds(plains)} s); "
-        f"model-only {model_ips:.1f} vs {plain_ips:.1f} img/s "
-        f"({model_ips / plain_ips - 1:+.1%})"
+        f"model-only {before.model_ips:.1f} vs {plain_ips:.1f} img/s "
+        f"({before.model_ips / plain_ips - 1:+.1%})"
     )
     docs_rate, docs_out = docs_pattern(manifest, bundle, os.path.join(out, "docs_pattern"), args.batch_size)
     print(f"docs_pattern (Ray Data docs' batch inference, untuned, same files): {docs_rate:.1f} img/s")
