@@ -165,12 +165,17 @@ def decode_rate(uris: list[str], cfg: PreprocessConfig, batch_size: int) -> tupl
     in this one process: the work one decode task does per image."""
     from core.labeling import decode_batch
 
-    t, c = time.perf_counter(), _cpu()
-    for i in range(0, len(uris), batch_size):
-        chunk = np.asarray(uris[i : i + batch_size], dtype=object)
-        out = decode_batch({schema.URI: chunk, schema.IMAGE_ID: chunk}, cfg)
-        assert out["_ok"].all(), "bench images must decode"
-    return (time.perf_counter() - t) / len(uris), (_cpu() - c) / len(uris)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # as the job's decode tasks run it (cluster/label.py, one OpenCV thread per CPU granted)
+    try:
+        t, c = time.perf_counter(), _cpu()
+        for i in range(0, len(uris), batch_size):
+            chunk = np.asarray(uris[i : i + batch_size], dtype=object)
+            out = decode_batch({schema.URI: chunk, schema.IMAGE_ID: chunk}, cfg)
+            assert out["_ok"].all(), "bench images must decode"
+        return (time.perf_counter() - t) / len(uris), (_cpu() - c) / len(uris)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def model_rate(

@@ -170,7 +170,13 @@ def _full_float32_on_gpu() -> None:
     tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
-def _decode(batch: dict[str, Any], cfg, keep: tuple[str, ...], **checks) -> dict[str, Any]:
+def _decode(batch: dict[str, Any], cfg, keep: tuple[str, ...], threads: int, **checks) -> dict[str, Any]:
+    import cv2
+
+    # OpenCV starts one thread per core of the machine, whatever Ray granted the task (OMP_NUM_THREADS does not
+    # reach its pthreads pool): on 2 cores a decode task took 7 % more CPU per image with its second thread,
+    # competing with the model actor's threads, for the same wall time alone (BENCHMARKS.md, issue 9).
+    cv2.setNumThreads(threads)
     out = decode_batch(batch, cfg, **checks)
     for name in keep:  # only the manifest columns the user listed travel to the output
         out[KEEP_PREFIX + name] = batch[name]
@@ -320,6 +326,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
         fn_kwargs={
             "cfg": bundle.preprocess,
             "keep": tuple(opts.keep_columns),
+            "threads": max(1, int(opts.decode_cpus)),
             "allowed_roots": tuple(opts.allowed_roots),
             "max_pixels": opts.max_pixels,
             "header_map": header_map,
