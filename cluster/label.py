@@ -320,7 +320,10 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     # instead of crawling on one actor.  Set before the dataset exists: a Dataset keeps its own copy.
     fits = _pool_fits_now(n_actors, opts.cpus_per_actor, gpus_per_actor, opts.decode_cpus)
     ray.data.DataContext.get_current().wait_for_min_actors_s = 0 if fits else opts.wait_for_actors_s
-    ds = ray.data.from_arrow(blocks)
+    # from_blocks (a Ray Data DeveloperAPI) reads each block's metadata here in the driver, where from_arrow runs
+    # one remote task per block for it: on a fresh driver, every run's case, those tasks kept the pipeline from
+    # starting for 1.3 s while workers loaded Ray Data's block code (BENCHMARKS.md, issue 9).
+    ds = ray.data.from_blocks(blocks)
     ds = ds.map_batches(
         _decode,
         fn_kwargs={
