@@ -8,12 +8,12 @@ together mean anything.  The limit assumes perfect overlap of decode and model o
 
 where ``decode_s_per_img`` is the labeling job's own decode function (:func:`core.labeling.decode_batch`) on one
 core and ``model_cpu_s_per_img = cores / model_img_per_s``, the model actor's work (the traced model call, trust
-scoring, the output table) measured on all cores.  Both are measured before the end-to-end runs and again after
-them, and the ratios divide by the mean of the two limits (the host's speed drifts within a bench).  The
-whole-run rate times ``run_label`` from the call to its return; the steady-state rate is the marginal one,
-``(N - N/2) / (T_N - T_N/2)`` from a run on the first half of the images and a repeat of the whole run, so
-start-up, planning and the pipeline's fill and drain cancel out (both after the first run, which alone pays for
-starting the session's decode workers; medians of a few pairs).
+scoring, the output table) measured on all cores.  The host's speed drifts within a bench, so each ratio
+divides by a limit measured right before its own runs.  The whole-run rate times ``run_label`` from the call to
+its return (the session's first, cold run); the steady-state rate is the marginal one, ``(N - N/2) / (T_N -
+T_N/2)`` from a run on the first half of the images and a repeat of the whole run, so start-up, planning and
+the pipeline's fill and drain cancel out (both after the first run, which alone pays for starting the session's
+decode workers; the median ratio of a few pairs).
 A repeat with the same weights in a bundle without trust data gives trust scoring's cost (issue 8: at most 5 %).
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
@@ -628,6 +628,20 @@ def run_bench(args: argparse.Namespace) -> int:
         f"scoring (calibration + Mahalanobis OOD + abstention), batch {args.batch_size}, {cores} cores"
     )
     keras_ips, _, _ = model_rate(bundle, args.batch_size, 12, cores, engine="keras")
+    naive = naive_rate(bundle, uris[:100])
+    print(f"naive (decode + model.predict per image): {naive:.1f} img/s")
+
+    ensure_ray()
+    warm_ray_data()
+    # Memory first: peak RSS sums every Ray worker on the machine, and the docs pattern's Keras actors (or the
+    # job's) lingering from the throughput runs would inflate the 10k figure and flatter the ratio.
+    if args.memory:
+        memory_check(out, args.batch_size)
+    if args.noop_rows:
+        noop_check(out, args.noop_rows, bundle)
+    # The host's speed drifts within a bench (in one run the limit measured after the end-to-end runs was 19 %
+    # below the one before, with no other process busy): each ratio divides by a limit measured right before its
+    # own runs, in this process while the Ray session idles.
     before = measure_limit(uris, cfg, bundle, args.batch_size, cores)
     plain_ips, _, _ = model_rate(plain, args.batch_size, 24, cores)  # right after: same conditions
     print(
@@ -640,18 +654,7 @@ def run_bench(args: argparse.Namespace) -> int:
         f"{before.model_s * 1000:.1f} ms of the machine per image; process CPU "
         f"{before.model_cpu * 1000:.1f} ms); the same work with the Keras/TF engine: {keras_ips:.1f} img/s"
     )
-    print(f"limit before the end-to-end runs: {before}")
-    naive = naive_rate(bundle, uris[:100])
-    print(f"naive (decode + model.predict per image): {naive:.1f} img/s")
-
-    ensure_ray()
-    warm_ray_data()
-    # Memory first: peak RSS sums every Ray worker on the machine, and the docs pattern's Keras actors (or the
-    # job's) lingering from the throughput runs would inflate the 10k figure and flatter the ratio.
-    if args.memory:
-        memory_check(out, args.batch_size)
-    if args.noop_rows:
-        noop_check(out, args.noop_rows, bundle)
+    print(f"limit right before the whole run: {before}")
     e = end_to_end(manifest, bundle, os.path.join(out, "labels"), args.batch_size, rows_per_file=250)
     print(
         f"end-to-end whole run (scanlabel label on Ray, from the call to its return: planning, actor start-up, "
@@ -669,29 +672,28 @@ def run_bench(args: argparse.Namespace) -> int:
     # whole-run figure.  One run's start-up varies by ~1 s (actor placement, engine load), ~6 % of a 1000-image
     # difference: medians over a few interleaved pairs keep one slow start from deciding the figure.
     # Each pair is followed by the same whole run with the bundle without trust data: scoring's cost, same run.
-    halves, wholes, plains = [], [], []
+    halves, wholes, plains, limits = [], [], [], []
     for _ in range(max(1, args.steady_repeats)):
+        limits.append(measure_limit(uris, cfg, bundle, args.batch_size, cores))
         h = end_to_end(half_manifest, bundle, os.path.join(out, "labels_half"), args.batch_size, rows_per_file=250)
         w = end_to_end(manifest, bundle, os.path.join(out, "labels_warm"), args.batch_size, rows_per_file=250)
         p = end_to_end(manifest, plain, os.path.join(out, "labels_plain"), args.batch_size, rows_per_file=250)
         halves.append(h.whole_s)
         wholes.append(w.whole_s)
         plains.append(p.whole_s)
-    t_half, t_whole, t_plain = float(np.median(halves)), float(np.median(wholes)), float(np.median(plains))
-    # The host's speed drifts within a bench (decode-only 67.7-85.2 img/s across one session's runs): the limit is
-    # measured again right after the end-to-end runs, and the ratios divide by the mean of the two, so numerator
-    # and denominator cover the same stretch of time.
-    after = measure_limit(uris, cfg, bundle, args.batch_size, cores)
-    limit = (before.rate + after.rate) / 2
-    print(f"limit after the end-to-end runs: {after}")
-    print(f"limit: {limit:.1f} img/s, the mean of before and after ({after.rate / before.rate - 1:+.1%} between them)")
-    # A half run that took longer than the whole one can only be noise (a busy machine): no figure then.
-    steady = (w.images - h.images) / (t_whole - t_half) if t_whole > t_half else float("nan")
+    t_whole, t_plain = float(np.median(wholes)), float(np.median(plains))
+    # Each pair's marginal rate over the limit measured right before it; the median of those ratios.  A half run
+    # that took longer than the whole one can only be noise (a busy machine): that pair counts as rate 0.
+    rates = [(w.images - h.images) / (tw - th) if tw > th else 0.0 for tw, th in zip(wholes, halves, strict=True)]
+    ratios = [r / lim.rate for r, lim in zip(rates, limits, strict=True)]
+    steady, steady_ratio = float(np.median(rates)), float(np.median(ratios))
     print(
         f"end-to-end steady state (marginal rate: the {w.images - h.images} extra images of a {w.images}-image "
-        f"run over a {h.images}-image run, both after the first run, medians of {len(wholes)} pairs "
-        f"{t_whole:.1f} s - {t_half:.1f} s; start-up, planning, pipeline fill and drain cancel out): "
-        f"{steady:.1f} img/s (runs: {_seconds(wholes)} s and {_seconds(halves)} s)"
+        f"run over a {h.images}-image run, both after the first run; start-up, planning, pipeline fill and drain "
+        f"cancel out), {len(rates)} pairs: {' '.join(f'{r:.1f}' for r in rates)} img/s (runs: {_seconds(wholes)} s "
+        f"and {_seconds(halves)} s), each over the limit measured right before it "
+        f"({' '.join(f'{lim.rate:.1f}' for lim in limits)} img/s): ratios {' '.join(f'{x:.2f}' for x in ratios)}, "
+        f"median {steady_ratio:.2f} ({steady:.1f} img/s)"
     )
     print(
         f"(for reference, first to last batch returned in the {e.images}-image run: {e.steady_rate:.1f} img/s, "
@@ -713,7 +715,7 @@ def run_bench(args: argparse.Namespace) -> int:
     )
     _quiet_report(q)
     _finish(
-        f"ratio_to_limit={e.whole_rate / limit:.2f} steady_ratio_to_limit={steady / limit:.2f} "
+        f"ratio_to_limit={e.whole_rate / before.rate:.2f} steady_ratio_to_limit={steady_ratio:.2f} "
         f"speedup_vs_naive={e.whole_rate / naive:.2f} speedup_vs_docs_pattern={e.whole_rate / docs_rate:.2f}"
     )
     return 0
