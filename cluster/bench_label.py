@@ -253,11 +253,19 @@ class Limit:
         )
 
 
-def measure_limit(uris: list[str], cfg: PreprocessConfig, bundle_path: str, batch_size: int, cores: int) -> Limit:
-    """Decode-only and model-only, back to back.  Windows of several seconds each: the limit is the ratios'
-    denominator, and short windows on a shared host are noisy."""
-    decode_wall, decode_cpu = decode_rate(uris[:384], cfg, batch_size)
-    model_ips, model_cpu, engine = model_rate(bundle_path, batch_size, 24, cores)
+def measure_limit(
+    uris: list[str],
+    cfg: PreprocessConfig,
+    bundle_path: str,
+    batch_size: int,
+    cores: int,
+    images: int = 384,
+    batches: int = 24,
+) -> Limit:
+    """Decode-only (the first ``images``) and model-only (``batches`` batches), back to back.  Windows of several
+    seconds each: the limit is the ratios' denominator, and short windows on a shared host are noisy."""
+    decode_wall, decode_cpu = decode_rate(uris[:images], cfg, batch_size)
+    model_ips, model_cpu, engine = model_rate(bundle_path, batch_size, batches, cores)
     return Limit(cores, decode_wall, decode_cpu, model_ips, model_cpu, engine)
 
 
@@ -575,8 +583,8 @@ def noop_check(out: str, rows: int, bundle_path: str) -> None:
     print(f"noop: rerun over {rows} rows with all labels present: {elapsed:.1f} s, to_do={s.todo} ({lines[-1]})")
 
 
-def _seconds(times: list[float]) -> str:
-    return " ".join(f"{t:.1f}" for t in times)
+def _figures(values: list[float], fmt: str = ".1f") -> str:
+    return " ".join(format(v, fmt) for v in values)
 
 
 def _quiet_report(q: Quietness) -> bool:
@@ -690,9 +698,9 @@ def run_bench(args: argparse.Namespace) -> int:
     print(
         f"end-to-end steady state (marginal rate: the {w.images - h.images} extra images of a {w.images}-image "
         f"run over a {h.images}-image run, both after the first run; start-up, planning, pipeline fill and drain "
-        f"cancel out), {len(rates)} pairs: {' '.join(f'{r:.1f}' for r in rates)} img/s (runs: {_seconds(wholes)} s "
-        f"and {_seconds(halves)} s), each over the limit measured right before it "
-        f"({' '.join(f'{lim.rate:.1f}' for lim in limits)} img/s): ratios {' '.join(f'{x:.2f}' for x in ratios)}, "
+        f"cancel out), {len(rates)} pairs: {_figures(rates)} img/s (runs: {_figures(wholes)} s "
+        f"and {_figures(halves)} s), each over the limit measured right before it "
+        f"({_figures([lim.rate for lim in limits])} img/s): ratios {_figures(ratios, '.2f')}, "
         f"median {steady_ratio:.2f} ({steady:.1f} img/s)"
     )
     print(
@@ -702,7 +710,7 @@ def run_bench(args: argparse.Namespace) -> int:
     print(
         f"trust scoring's cost (calibration, OOD score, abstention; same weights, the bundle without trust data): "
         f"{args.images}-image runs on the warm pool, medians: {w.images / t_whole:.1f} img/s with it, "
-        f"{p.images / t_plain:.1f} without ({t_plain / t_whole - 1:+.1%}; runs without: {_seconds(plains)} s); "
+        f"{p.images / t_plain:.1f} without ({t_plain / t_whole - 1:+.1%}; runs without: {_figures(plains)} s); "
         f"model-only {before.model_ips:.1f} vs {plain_ips:.1f} img/s "
         f"({before.model_ips / plain_ips - 1:+.1%})"
     )
@@ -741,15 +749,13 @@ def run_dicom_bench(args: argparse.Namespace) -> int:
         f"lossless ({size_mb:.1f} MB each), {args.backbone} @ {args.image_size}, batch {args.batch_size}, "
         f"{cores} cores"
     )
-    decode_wall, decode_cpu = decode_rate(uris[: min(len(uris), 32)], cfg, args.batch_size)
-    decode_s = max(decode_wall, decode_cpu)
+    limit = measure_limit(uris, cfg, bundle, args.batch_size, cores, images=32, batches=6)  # ~0.4 s per image
     print(
-        f"decode-only: {1 / decode_s:.2f} img/s on 1 core ({decode_wall * 1000:.0f} ms wall, "
-        f"{decode_cpu * 1000:.0f} ms CPU per image)"
+        f"decode-only: {1 / limit.decode_s:.2f} img/s on 1 core ({limit.decode_wall * 1000:.0f} ms wall, "
+        f"{limit.decode_cpu * 1000:.0f} ms CPU per image)"
     )
-    model_ips, _, _ = model_rate(bundle, args.batch_size, 6, cores)
-    print(f"model-only: {model_ips:.1f} img/s on {cores} cores")
-    print(f"limit: {cores / (decode_s + cores / model_ips):.2f} img/s")
+    print(f"model-only: {limit.model_ips:.1f} img/s on {cores} cores")
+    print(f"limit: {limit.rate:.2f} img/s")
     ensure_ray()
     warm_ray_data()
     rates = {}
