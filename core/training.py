@@ -107,6 +107,28 @@ class TrainConfig:
 ReportFn = Callable[[dict[str, Any], str | None], None]
 
 
+def from_scratch_recipe(
+    manifest: str, out: str, backbone: str, image_size: int, epochs: int, seed: int = 0
+) -> TrainConfig:
+    """The demo's recipe, shared by the demo and the benchmarks that must measure what the demo trains.
+
+    No pretrained weights (none can be fetched offline), batch 32 at base LR 2e-3, and no early stop: with a
+    cosine schedule the last epochs are the ones that settle, and the best epoch is kept anyway.
+    """
+    return TrainConfig(
+        manifest=manifest,
+        out=out,
+        backbone=backbone,
+        weights=None,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=32,
+        base_lr=2e-3,
+        patience=epochs,
+        seed=seed,
+    )
+
+
 def _fingerprint(uri: str) -> str:
     from core import storage
 

@@ -1,4 +1,4 @@
-"""`python -m jobs.bench label|train|train-parity`: benchmarks that print figures and ratios (not timed tests)."""
+"""`python -m jobs.bench label|train|train-parity|trust`: benchmarks that print figures and ratios (not timed tests)."""
 
 from __future__ import annotations
 
@@ -45,6 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     parity.add_argument("--epochs", type=int, default=14)
     parity.add_argument("--lr", type=float, default=2e-3, help="base LR for a global batch of 64 (the demo's)")
     parity.add_argument("--out", default="bench_out/train_parity")
+    trust = sub.add_parser(
+        "trust", help="the demo's trust figures over several trainings, a larger held-out archive and RG1/RG3"
+    )
+    trust.add_argument("--train-count", type=int, default=1400, help="training phantoms (the demo's)")
+    trust.add_argument("--train-other", type=int, default=210, help="training non-radiographs (the demo's)")
+    trust.add_argument("--holdout-count", type=int, default=1000, help="phantoms of the extra seed-2 archive; 0: none")
+    trust.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds, one training each")
+    trust.add_argument("--backbone", default="mobilenet_v3_small")
+    trust.add_argument("--image-size", type=int, default=96)
+    trust.add_argument("--epochs", type=int, default=24)
+    trust.add_argument("--out", default="bench_out/trust")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         if args.images is None:
             args.images = 120 if args.format == "dicom" else 2000
         return run_bench(args)
+    if args.bench == "trust":
+        from cluster.bench_trust import run_trust
+
+        return run_trust(args)
     if args.bench == "train-parity":
         from cluster.bench_train import run_parity
 

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from cluster.train import train
     from core.evaluation import evaluate
     from core.sample_archive import write_sample_archive
-    from core.training import TrainConfig
+    from core.training import from_scratch_recipe
 
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
@@ -55,18 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_ray()
     bundle = os.path.join(out, "model")
-    cfg = TrainConfig(
-        manifest=str(train_manifest),
-        out=bundle,
-        backbone=args.backbone,
-        weights=None,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        batch_size=32,
-        base_lr=2e-3,
-        patience=args.epochs,
-        seed=0,
-    )
+    cfg = from_scratch_recipe(str(train_manifest), bundle, args.backbone, args.image_size, args.epochs)
     result = train(cfg, workers=1, storage_path=os.path.join(out, "ray_train"))
     if result.error:
         print(f"scanlabel: demo training failed: {result.error}", file=sys.stderr)
