@@ -27,6 +27,7 @@ background can follow it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -382,7 +383,7 @@ def run_parity(args: argparse.Namespace) -> int:
     import ray
 
     from cluster.runtime import start_local_ray
-    from core.training import TrainConfig
+    from core.training import from_scratch_recipe
 
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -395,18 +396,10 @@ def run_parity(args: argparse.Namespace) -> int:
     histories: dict[int, list[dict]] = {}
     try:
         for workers in (1, 2):
-            cfg = TrainConfig(
-                manifest=manifest,
-                out=os.path.join(out, f"bundle_{workers}w"),
-                backbone=args.backbone,
-                weights=None,
-                image_size=args.image_size,
-                epochs=args.epochs,
-                batch_size=32,
-                base_lr=args.lr,
-                patience=args.epochs,
-                seed=0,
+            recipe = from_scratch_recipe(
+                manifest, os.path.join(out, f"bundle_{workers}w"), args.backbone, args.image_size, args.epochs
             )
+            cfg = dataclasses.replace(recipe, base_lr=args.lr)
             history = _ray_history(cfg, workers, cores, out, "[parity]")
             if history is None:
                 return 1
