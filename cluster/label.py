@@ -50,7 +50,6 @@ class LabelOptions:
     decode_memory_mb: int = 512
     rows_per_file: int = 10_000
     rows_per_block: int | None = None
-    progress_every_s: float = 10.0
     wait_for_actors_s: int = 900
     address: str | None = None
     allowed_roots: tuple[str, ...] = ()
