@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 import ray
 
@@ -13,12 +15,17 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
     """Join the cluster the job was submitted to, or start an embedded local Ray when there is none."""
     if ray.is_initialized():
         return
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         # A submitted job already has its runtime env (working_dir, env_vars): adding one here would conflict.
         ray.init(address=address, log_to_driver=True)
     else:
         start_local_ray(num_cpus, num_gpus)
+    # ray.init replaces the driver's SIGTERM handler with its own sys.exit(15); an entry point's handler
+    # (jobs.common: unwind, release the lease, exit 143) is put back.
+    if callable(on_sigterm) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
     from cluster.ray_output import install
 
     install()  # worker output: scanlabel's records to the console, the rest to the log (cluster/ray_output.py)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,6 +21,7 @@ EXIT_USAGE = 2  # bad flags, manifest, bundle or option value: fix the input, re
 EXIT_ERROR_RATE = 3  # --max-error-rate exceeded; everything that succeeded is written
 EXIT_DRIFT = 4  # --fail-on-drift and this run drifted from its reference; everything is written
 EXIT_LEASED = 5  # another run holds the labels dataset's lease
+EXIT_TERMINATED = 128 + signal.SIGTERM  # stopped by SIGTERM: what was committed is kept, the lease released
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
@@ -26,7 +29,22 @@ EXIT_CODES_HELP = """exit codes:
   2  usage error, bad manifest, bad model bundle or bad option value (nothing was done)
   3  more rows failed than --max-error-rate allows (the labels that succeeded are written)
   4  drift from the reference runs with --fail-on-drift (the labels and run summary are written)
-  5  the labels dataset is leased by another run (nothing was done)"""
+  5  the labels dataset is leased by another run (nothing was done)
+  143  stopped by SIGTERM (`ray job stop`, a scheduler): committed labels are kept, the lease is released"""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` and ``finally`` on the way out runs.
+
+    A labeling run takes its dataset's lease, then compacts and plans before it joins Ray.  SIGTERM there (``ray
+    job stop``, a scheduler) used to kill it on the spot, Python's default: the lease stayed held until stale and
+    a rerun started at once exited 5.  Once joined, ray.init's own handler exited with an undocumented 15.  A
+    BaseException (like KeyboardInterrupt), so that library code catching Exception cannot swallow it.
+    """
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,8 +98,14 @@ def invoke(
     command = command or getattr(args, "command", None) or run.__module__.rsplit(".", 1)[-1]
     console = Console(command, verbose=bool(getattr(args, "verbose", False))).start()
     log = logging.getLogger("scanlabel.cli")
+    # SIGTERM unwinds as Terminated; cluster.runtime.ensure_ray keeps this handler across ray.init.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
         return int(run(args) or 0)
+    except Terminated:
+        console.error("scanlabel: terminated (SIGTERM): what was committed is kept; rerun to resume")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         console.error("scanlabel: interrupted")
         return 130
@@ -97,6 +121,8 @@ def invoke(
         console.error(f"scanlabel: error: {e}")
         return code
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         console.close()
 
 

@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from cluster.label import DriftDetected, ErrorRateExceeded, run_label
     from core.lease import EXIT_CODE as LEASE_EXIT_CODE
     from core.lease import LeaseHeld, LeaseLost
+    from jobs.common import EXIT_TERMINATED, Terminated
 
     try:
         summary = run_label(options_from_args(args))
@@ -181,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"scanlabel: error: {e}", file=sys.stderr)
         write_summary_json(args, None, LEASE_EXIT_CODE, str(e))
         return LEASE_EXIT_CODE
+    except Terminated:
+        write_summary_json(args, None, EXIT_TERMINATED, "terminated by SIGTERM; committed labels are kept")
+        raise
     except Exception as e:
         from jobs.common import EXIT_FAILURE, exit_code_for
 
@@ -190,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-OUTCOMES = {0: "ok", 1: "failed", 2: "refused", 3: "error_rate_exceeded", 4: "drift", 5: "leased"}
+OUTCOMES = {0: "ok", 1: "failed", 2: "refused", 3: "error_rate_exceeded", 4: "drift", 5: "leased", 143: "terminated"}
 
 
 def write_summary_json(args: argparse.Namespace, summary, exit_code: int, message: str | None) -> None:

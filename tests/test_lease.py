@@ -6,6 +6,7 @@ that stops heartbeating but later wakes up: a zombie), never a flag flipped insi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -329,3 +330,86 @@ def test_a_sigkilled_holder_is_taken_over_after_its_timeout(ray_session, small_a
     assert summary.todo == n - before
     _one_row_per_image(out, n)
     assert lease.DatasetLease(out).current().state == "released"
+
+
+def test_a_sigtermed_run_releases_its_lease_and_keeps_what_it_committed(
+    ray_session, small_archive, tiny_bundle, tmp_path
+):
+    """`ray job stop`, a scheduler or `kill` end a run with SIGTERM: the next run must not find it leased."""
+    bundle, _ = tiny_bundle
+    n = 64
+    manifest = _manifest(small_archive, tmp_path, n)
+    out = str(tmp_path / "labels")
+    summary_json = tmp_path / "summary.json"
+    proc = _label(
+        ray_session,
+        manifest,
+        bundle,
+        out,
+        "--summary-json",
+        str(summary_json),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 300
+        while not (os.path.isdir(out) and _rows_by_run(out)) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        text = proc.communicate()[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 143, (rc, text[-3000:])
+    assert "terminated (SIGTERM)" in text, text[-3000:]
+    result = json.loads(summary_json.read_text())
+    assert (result["exit_code"], result["outcome"]) == (143, "terminated")
+    stopped = lease.DatasetLease(out).current()
+    assert stopped.state == "released" and stopped.pid == proc.pid, stopped
+    before = sum(_rows_by_run(out).values())
+    assert 0 < before < n
+    rerun = _label(ray_session, manifest, bundle, out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rc2, text2 = rerun.wait(timeout=600), rerun.communicate()[0]
+    assert rc2 == 0, text2[-3000:]
+    assert "took over" not in text2  # nothing was stale: the stopped run had released it
+    _one_row_per_image(out, n)
+
+
+def test_sigterm_before_ray_starts_still_releases_the_lease(tmp_path):
+    """The lease is taken before compaction and planning, which run before Ray is joined (and before ray.init's
+    own SIGTERM handler exists): a SIGTERM there must unwind and release it too, with the documented exit 143."""
+    out = tmp_path / "labels"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys, time
+        from jobs.common import invoke
+        from core.lease import DatasetLease
+
+        def run(args):
+            with DatasetLease({str(out)!r}, timeout_s=600).acquire():
+                print("held", flush=True)
+                time.sleep(60)  # compaction and planning of a large dataset, say
+            return 0
+
+        sys.exit(invoke(run, None, "label"))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": REPO, "SCANLABEL_LOG_DIR": str(tmp_path / "logs")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        lines = iter(proc.stdout.readline, "")  # the console's first line names its log file
+        assert any(line.strip() == "held" for line in lines), proc.stderr.read()[-2000:]
+        assert lease.DatasetLease(str(out)).current().state == "held"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert rc == 143, (rc, err[-2000:])
+    assert "terminated (SIGTERM)" in err, err[-2000:]
+    assert lease.DatasetLease(str(out)).current().state == "released"  # a rerun takes it at once
