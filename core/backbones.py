@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import keras
 
+from core.compact_resnet import CompactResNet
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -129,6 +131,17 @@ register_backbone(
         2.0,
         (-1.0, -1.0, -1.0),
         _marker_blocks(r"^mixed\d+$"),
+    )
+)
+register_backbone(
+    BackboneSpec(
+        "compact_resnet",  # no ImageNet weights: for training from scratch (core/compact_resnet.py)
+        CompactResNet,
+        128,
+        32,
+        1.0,
+        (0.0, 0.0, 0.0),
+        _prefix_blocks(r"^(stem|stage\d+_block\d+)_"),
     )
 )
 

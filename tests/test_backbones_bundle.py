@@ -16,13 +16,13 @@ from core.preprocess import PreprocessConfig
 
 
 def test_registry_lists_required_backbones_and_rejects_unknown():
-    for name in ("efficientnet_b0", "inception_v3", "mobilenet_v3_small", "resnet50"):
+    for name in ("compact_resnet", "efficientnet_b0", "inception_v3", "mobilenet_v3_small", "resnet50"):
         assert name in backbones.available_backbones()
     with pytest.raises(ValueError, match="Unknown backbone 'vgg99'.*efficientnet_b0"):
         backbones.get_backbone("vgg99")
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b0", "inception_v3", "resnet50"])
+@pytest.mark.parametrize("name", ["compact_resnet", "efficientnet_b0", "inception_v3", "resnet50"])
 def test_each_backbone_builds_and_freezes_top_blocks(name):
     size = 75 if name == "inception_v3" else 64
     model, base = backbones.build_classifier(name, ["a", "b", "c"], None, size)
@@ -42,6 +42,28 @@ def test_weights_file_is_loaded_into_the_backbone(tmp_path):
     model, base = backbones.build_classifier("mobilenet_v3_small", ["a", "b"], path, 64)
     for a, b in zip(src.weights, base.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_compact_resnet_takes_its_own_weights_file_at_another_size_and_refuses_imagenet(tmp_path):
+    keras.utils.set_random_seed(1)
+    src = backbones.build_base("compact_resnet", 96, None)
+    path = str(tmp_path / "compact.weights.h5")
+    src.save_weights(path)
+    keras.utils.set_random_seed(2)
+    _, base = backbones.build_classifier("compact_resnet", ["a", "b"], path, 128)  # a site's earlier training
+    for a, b in zip(src.weights, base.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="no ImageNet weights.*--weights none"):
+        backbones.build_base("compact_resnet", 96, "imagenet")
+
+
+def test_compact_resnet_starts_as_identity_residuals():
+    """Each residual branch ends in a BatchNorm with zero scale, so a new network passes its shortcut through."""
+    base = backbones.build_base("compact_resnet", 64, None)
+    last_bns = [layer for layer in base.layers if layer.name.endswith("_bn2")]
+    assert len(last_bns) == 4
+    for layer in last_bns:
+        np.testing.assert_array_equal(layer.gamma.numpy(), 0.0)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
@@ -66,6 +88,18 @@ def test_bundle_round_trip_and_tamper_detection(tmp_path):
         json.dump(["head", "chest"], f)  # swapping classes silently would mislabel every image
     with pytest.raises(BundleError, match="labels.json does not match"):
         load_bundle(out)
+
+
+def test_compact_resnet_bundle_round_trip_with_its_litert_export(tmp_path):
+    keras.utils.set_random_seed(0)
+    model, _ = backbones.build_classifier("compact_resnet", ["chest", "head", "other"], None, 64)
+    pre = PreprocessConfig(image_size=64)
+    out = str(tmp_path / "bundle")
+    save_bundle(out, model, ["chest", "head", "other"], pre, {"backbone": "compact_resnet"})
+    b = load_bundle(out)
+    assert b.litert_path is not None  # export_litert refuses a file whose outputs differ from the Keras model
+    x = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(b.model(x, training=False), model(x, training=False), atol=1e-6)
 
 
 def test_not_a_bundle(tmp_path):
