@@ -14,7 +14,7 @@ No Ray: accuracy does not depend on it, and the demo's Ray Train run with one wo
 :func:`core.training.run_training`; labels come from the labeling job's own row logic
 (:func:`core.labeling.decode_batch`, :class:`core.labeling.BatchClassifier`) and the figures from
 :func:`core.evaluation.evaluate`, as in the demo.  Accuracy figures do not depend on machine load either, so this
-bench needs no quiet machine; it takes ~4 CPU-minutes per training at the demo's size.
+bench needs no quiet machine; at the demo's size a training takes ~20 CPU-minutes (~12 min on 2 cores).
 """
 
 from __future__ import annotations
