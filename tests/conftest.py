@@ -92,7 +92,7 @@ def trained_bundle(tmp_path_factory):
     """A small but really trained bundle with an ``other`` class and trust data (calibration, OOD thresholds).
 
     Phantoms plus generated non-radiographs (seed 11), mobilenet_v3_small at 96 px, the default strategy (no
-    Ray): about two minutes on a quiet 2-core machine.  Far weaker than the demo's model (a tenth of its
+    Ray): about two minutes on a quiet 2-core machine.  Far weaker than the demo's model (a fraction of its
     training): fine for checking mechanics, not for accuracy figures.  Returns ``(bundle_path, summary)``.
     """
     import tensorflow as tf

@@ -33,26 +33,22 @@ def test_each_backbone_builds_and_freezes_top_blocks(name):
     assert not any(layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization))
 
 
-def test_weights_file_is_loaded_into_the_backbone(tmp_path):
+@pytest.mark.parametrize(
+    "name,saved_size,size",
+    [("mobilenet_v3_small", 64, 64), ("compact_resnet", 96, 128)],  # compact_resnet: a site's earlier training
+)
+def test_weights_file_is_loaded_into_the_backbone(tmp_path, name, saved_size, size):
     keras.utils.set_random_seed(1)
-    src = backbones.build_base("mobilenet_v3_small", 64, None)
+    src = backbones.build_base(name, saved_size, None)
     path = str(tmp_path / "backbone.weights.h5")
     src.save_weights(path)
     keras.utils.set_random_seed(2)
-    model, base = backbones.build_classifier("mobilenet_v3_small", ["a", "b"], path, 64)
+    model, base = backbones.build_classifier(name, ["a", "b"], path, size)
     for a, b in zip(src.weights, base.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_compact_resnet_takes_its_own_weights_file_at_another_size_and_refuses_imagenet(tmp_path):
-    keras.utils.set_random_seed(1)
-    src = backbones.build_base("compact_resnet", 96, None)
-    path = str(tmp_path / "compact.weights.h5")
-    src.save_weights(path)
-    keras.utils.set_random_seed(2)
-    _, base = backbones.build_classifier("compact_resnet", ["a", "b"], path, 128)  # a site's earlier training
-    for a, b in zip(src.weights, base.weights, strict=True):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+def test_compact_resnet_refuses_imagenet_weights_clearly():
     with pytest.raises(ValueError, match="no ImageNet weights.*--weights none"):
         backbones.build_base("compact_resnet", 96, "imagenet")
 
