@@ -7,7 +7,7 @@ that say whether the labels can be trusted: abstention on held-out phantoms, acc
 and calibration error, each beside its target.
 
 Sized so that those figures mean something: about 20 minutes on a 2-core machine, most of it training.  ``--quick``
-takes a third of the training (about 5 minutes) to see the product run; its figures fall short of the targets.
+trains a fifth as much (about 5 minutes) to see the product run; its figures fall short of the targets.
 """
 
 from __future__ import annotations

@@ -383,7 +383,7 @@ def test_sigterm_before_ray_starts_still_releases_the_lease(tmp_path):
     out = tmp_path / "labels"
     script = textwrap.dedent(
         f"""
-        import os, signal, sys, time
+        import sys, time
         from jobs.common import invoke
         from core.lease import DatasetLease
 
