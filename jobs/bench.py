@@ -49,13 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     trust = sub.add_parser(
         "trust", help="the demo's trust figures over several trainings, a larger held-out archive and RG1/RG3"
     )
-    trust.add_argument("--train-count", type=int, default=FULL_RECIPE[0], help="training phantoms (the demo's)")
-    trust.add_argument("--train-other", type=int, default=FULL_RECIPE[1], help="training non-radiographs (the demo's)")
+    trust.add_argument("--train-count", type=int, default=FULL_RECIPE.phantoms, help="training phantoms (the demo's)")
+    trust.add_argument("--train-other", type=int, default=FULL_RECIPE.other, help="non-radiographs (the demo's)")
     trust.add_argument("--holdout-count", type=int, default=1000, help="phantoms of the extra seed-2 archive; 0: none")
     trust.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds, one training each")
     trust.add_argument("--backbone", default=DEMO_BACKBONE)
     trust.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
-    trust.add_argument("--epochs", type=int, default=FULL_RECIPE[2])
+    trust.add_argument("--epochs", type=int, default=FULL_RECIPE.epochs)
     trust.add_argument("--out", default="bench_out/trust")
 
 

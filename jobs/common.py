@@ -104,7 +104,7 @@ def invoke(
     try:
         return int(run(args) or 0)
     except Terminated:
-        console.error("scanlabel: terminated (SIGTERM): what was committed is kept; rerun to resume")
+        console.error("scanlabel: terminated (SIGTERM): what it had committed is kept")
         return EXIT_TERMINATED
     except KeyboardInterrupt:
         console.error("scanlabel: interrupted")

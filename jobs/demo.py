@@ -16,18 +16,27 @@ import argparse
 import os
 import sys
 import time
+from typing import NamedTuple
 
 from jobs.common import run_main
 
 DEMO_BACKBONE = "compact_resnet"
 DEMO_IMAGE_SIZE = 96
-# (training phantoms, training non-radiographs, epochs).  Measured with compact_resnet at 96 px from scratch
+
+
+class Recipe(NamedTuple):
+    phantoms: int  # training phantoms
+    other: int  # generated non-radiographs in the training archive
+    epochs: int
+
+
+# Measured with compact_resnet at 96 px from scratch
 # (BENCHMARKS.md, "Trustworthy labels", sixth session): the full recipe met abstention <= 2 %, accepted accuracy
 # >= 0.99, ECE <= 0.05, non-radiographs >= 95 % and RG1/RG3 in the trainings measured (12 epochs left one
 # training at 0.9899 on the demo's held-out phantoms, 18 gave 0.997); the quick one (the demo's size before
 # 2026-11-27) gives ~3-4 % abstention and ~0.95 accepted accuracy: a model trained from scratch needs images.
-FULL_RECIPE = (8400, 1260, 18)
-QUICK_RECIPE = (1400, 210, 24)
+FULL_RECIPE = Recipe(phantoms=8400, other=1260, epochs=18)
+QUICK_RECIPE = Recipe(phantoms=1400, other=210, epochs=24)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,10 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"train on {QUICK_RECIPE[0]:,} phantoms for {QUICK_RECIPE[2]} epochs (~5 min) instead of "
-        f"{FULL_RECIPE[0]:,} for {FULL_RECIPE[2]} (~20 min): the product end to end, trust figures below target",
+        help=f"train on {QUICK_RECIPE.phantoms:,} phantoms for {QUICK_RECIPE.epochs} epochs (~5 min) instead of "
+        f"{FULL_RECIPE.phantoms:,} for {FULL_RECIPE.epochs} (~20 min): the product end to end, trust figures "
+        "below target",
     )
-    p.add_argument("--train-count", type=int, default=None, help=f"training phantoms (default {FULL_RECIPE[0]})")
+    p.add_argument("--train-count", type=int, default=None, help=f"training phantoms (default {FULL_RECIPE.phantoms})")
     p.add_argument("--holdout-count", type=int, default=400)
     p.add_argument(
         "--train-other",
@@ -47,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="generated non-radiographs in the training archive (default: 15%% of --train-count)",
     )
     p.add_argument("--holdout-other", type=int, default=60, help="generated non-radiographs in the held-out archive")
-    p.add_argument("--epochs", type=int, default=None, help=f"default {FULL_RECIPE[2]}")
+    p.add_argument("--epochs", type=int, default=None, help=f"default {FULL_RECIPE.epochs}")
     p.add_argument("--backbone", default=DEMO_BACKBONE)
     p.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
 
@@ -60,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from core.sample_archive import write_sample_archive
     from core.training import from_scratch_recipe
 
-    count, other, epochs = QUICK_RECIPE if args.quick else FULL_RECIPE
-    if args.train_other is None:  # the recipe's share: 15 % as many non-radiographs as phantoms
-        args.train_other = other if args.train_count is None else round(args.train_count * other / count)
-    args.train_count = count if args.train_count is None else args.train_count
-    args.epochs = epochs if args.epochs is None else args.epochs
+    recipe = QUICK_RECIPE if args.quick else FULL_RECIPE
+    if args.train_other is None:  # the recipe's share of non-radiographs (15 %) of however many phantoms
+        phantoms = recipe.phantoms if args.train_count is None else args.train_count
+        args.train_other = round(phantoms * recipe.other / recipe.phantoms)
+    args.train_count = recipe.phantoms if args.train_count is None else args.train_count
+    args.epochs = recipe.epochs if args.epochs is None else args.epochs
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
     train_manifest = write_sample_archive(

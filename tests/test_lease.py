@@ -243,6 +243,13 @@ def _rows_by_run(out: str) -> dict[str, int]:
     return counts
 
 
+def _wait_for_first_part(proc: subprocess.Popen, out: str, timeout_s: float = 300) -> None:
+    """Until the run has committed its first part file (or ended, or the time is up)."""
+    deadline = time.time() + timeout_s
+    while not (os.path.isdir(out) and _rows_by_run(out)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def _one_row_per_image(out: str, n: int) -> None:
     table = pads.dataset(out, format="parquet").to_table(columns=["image_id", "model_id"])
     pairs = list(zip(table.column("image_id").to_pylist(), table.column("model_id").to_pylist(), strict=True))
@@ -308,9 +315,7 @@ def test_a_sigkilled_holder_is_taken_over_after_its_timeout(ray_session, small_a
         ray_session, manifest, bundle, out, "--lease-timeout", "3", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.time() + 300
-        while not (os.path.isdir(out) and _rows_by_run(out)) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for_first_part(proc, out)
         assert proc.poll() is None, "the run finished before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -352,9 +357,7 @@ def test_a_sigtermed_run_releases_its_lease_and_keeps_what_it_committed(
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.time() + 300
-        while not (os.path.isdir(out) and _rows_by_run(out)) and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for_first_part(proc, out)
         assert proc.poll() is None, "the run finished before it could be stopped"
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
