@@ -30,11 +30,11 @@ class Recipe(NamedTuple):
     epochs: int
 
 
-# Measured with compact_resnet at 96 px from scratch
-# (BENCHMARKS.md, "Trustworthy labels", sixth session): the full recipe met abstention <= 2 %, accepted accuracy
-# >= 0.99, ECE <= 0.05, non-radiographs >= 95 % and RG1/RG3 in the trainings measured (12 epochs left one
-# training at 0.9899 on the demo's held-out phantoms, 18 gave 0.997); the quick one (the demo's size before
-# 2026-11-27) gives ~3-4 % abstention and ~0.95 accepted accuracy: a model trained from scratch needs images.
+# Measured with compact_resnet at 96 px from scratch (BENCHMARKS.md, "Trustworthy labels", sixth session): the
+# full recipe met abstention <= 2 %, accepted accuracy >= 0.99, ECE <= 0.05, non-radiographs >= 95 % and RG1/RG3
+# in the trainings measured (12 epochs left one training at 0.9899 on the demo's held-out phantoms, 18 gave
+# 0.997); the quick one (the demo's size before 2026-11-27) gives ~3-4 % abstention and ~0.95 accepted accuracy:
+# a model trained from scratch needs images.
 FULL_RECIPE = Recipe(phantoms=8400, other=1260, epochs=18)
 QUICK_RECIPE = Recipe(phantoms=1400, other=210, epochs=24)
 
