@@ -21,51 +21,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from core import access, labels_store, schema, storage
-from core.bundle import load_bundle
-from core.dataset import read_manifest
 from core.errors import ManifestError
-from core.header_map import load_header_map
-from core.labeling import BatchClassifier, decode_batch
-from core.lease import DEFAULT_TIMEOUT_S as LEASE_TIMEOUT_S
-from core.lease import DatasetLease
+from core.io import access, schema, storage
+from core.io.manifests import read_manifest
+from core.labeling import store as labels_store
+from core.labeling.batches import BatchClassifier, decode_batch
+from core.labeling.lease import DatasetLease
+from core.labeling.options import LabelOptions
+from core.model.bundle import load_bundle
 from core.progress import ProgressTracker
+from core.readers.header_map import load_header_map
 
 log_ = logging.getLogger("scanlabel.label")
-
-
-@dataclass
-class LabelOptions:
-    manifest: str
-    model: str
-    out: str
-    batch_size: int = 32
-    relabel: bool = False
-    retry_errors: bool = False
-    model_actors: int | None = None
-    gpus_per_actor: float | None = None
-    cpus_per_actor: float = 1.0
-    tf_threads: int | None = None
-    decode_cpus: float = 1.0
-    decode_memory_mb: int = 512
-    rows_per_file: int = 10_000
-    rows_per_block: int | None = None
-    wait_for_actors_s: int = 900
-    address: str | None = None
-    allowed_roots: tuple[str, ...] = ()
-    max_pixels: int | None = None
-    max_bytes: int | None = None
-    header_map: str | None = None
-    keep_columns: tuple[str, ...] = ()
-    max_error_rate: float | None = None
-    wait_for_lease_s: float = 0.0  # another run holds the dataset: wait this long for it, then exit 5
-    lease_timeout_s: float = LEASE_TIMEOUT_S  # this run's lease goes stale this long after its last heartbeat
-    min_confidence: float | None = None  # abstention thresholds (core/trust.py); None: the bundle's own
-    max_ood_score: float | None = None
-    modalities: tuple[str, ...] | None = None  # DICOM scope (core/scope.py); None: the bundle's own
-    fail_on_drift: bool = False  # raise DriftDetected (exit 4) after writing when the run drifted (core/drift.py)
-    drift_window: int = 7  # reference: the last N earlier runs of the same model
-    engine: str = "auto"  # who runs the model (core/engines.py): auto = LiteRT on CPU actors when the bundle has it
 
 
 @dataclass
@@ -91,7 +58,7 @@ class LabelSummary:
     abstain_reasons: dict[str, int] = field(default_factory=dict)
     run_id: str = ""
     started_at: float = 0.0
-    drift: dict[str, Any] | None = None  # core.drift.DriftResult.to_dict() of this run
+    drift: dict[str, Any] | None = None  # core.trust.drift.DriftResult.to_dict() of this run
 
     @property
     def error_rate(self) -> float:
@@ -128,7 +95,7 @@ class ModelActor:
     ) -> None:
         import ray
 
-        from core.engines import resolve_engine
+        from core.model.engines import resolve_engine
 
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         node = ray.get_runtime_context().get_node_id()[:12]
@@ -232,7 +199,7 @@ def _lease_check(lease: DatasetLease | None):
 def _check_trust_overrides(opts: LabelOptions, bundle) -> None:
     """Threshold overrides need the bundle's trust data; refuse before any work rather than in every actor."""
     from core.errors import BundleError
-    from core.trust import load_trust
+    from core.trust.confidence import load_trust
 
     if (opts.min_confidence is not None or opts.max_ood_score is not None) and load_trust(bundle) is None:
         raise BundleError(
@@ -243,8 +210,8 @@ def _check_trust_overrides(opts: LabelOptions, bundle) -> None:
 
 def _check_engine(opts: LabelOptions, bundle) -> None:
     """An engine the bundle cannot run is refused before any work (a GPU pool is checked in build_dataset)."""
-    from core.engines import resolve_engine
     from core.errors import BundleError
+    from core.model.engines import resolve_engine
 
     try:
         resolve_engine(opts.engine, bundle.litert_path is not None, gpu=False)
@@ -302,7 +269,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     gpus_per_actor = opts.gpus_per_actor if opts.gpus_per_actor is not None else (1 if gpus else 0)
     n_actors = _pool_size(opts, gpus_per_actor)
     if gpus_per_actor:  # prepare() checked the engine against the bundle; a GPU pool is known only now
-        from core.engines import resolve_engine
+        from core.model.engines import resolve_engine
 
         resolve_engine(opts.engine, bundle.litert_path is not None, gpu=True)
     bs = opts.batch_size
@@ -469,8 +436,8 @@ class DriftDetected(RuntimeError):
 
 def _assess_drift(opts: LabelOptions, summary: LabelSummary, log) -> dict[str, Any] | None:
     """Compare this run with the earlier runs of the same model; a failure to read history never fails the run."""
-    from core.drift import assess
-    from core.run_history import load_runs
+    from core.labeling.run_history import load_runs
+    from core.trust.drift import assess
 
     try:
         history = load_runs(opts.out)
@@ -488,7 +455,7 @@ def _drift_of_last_run(opts: LabelOptions, summary: LabelSummary, log) -> None:
     drift alarm into a success, so the last run of this model's flag is reported again."""
     if not opts.fail_on_drift or not storage.exists(opts.out):
         return
-    from core.run_history import load_runs
+    from core.labeling.run_history import load_runs
 
     mine = [r for r in load_runs(opts.out) if r.get("model_id") == summary.model_id and int(r.get("done") or 0) > 0]
     if mine and (mine[-1].get("drift") or {}).get("flagged"):

@@ -22,8 +22,8 @@ import ray.train
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.tensorflow import TensorflowTrainer
 
-from cluster.runtime import limit_tf_threads, local_state_api
-from core import storage
+from cluster.runtime import ensure_ray, limit_tf_threads, local_state_api
+from core.io import storage
 from core.training import TrainConfig, run_training
 
 DEFAULT_STORAGE = os.path.join(tempfile.gettempdir(), "scanlabel-ray-train")
@@ -146,3 +146,16 @@ def train(
         ),
     )
     return trainer.fit()
+
+
+def train_on_ray(cfg: TrainConfig, *, address: str | None = None, **kwargs: Any) -> tuple[Any, str | None]:
+    """Join (or start) Ray and run :func:`train`; ``(result, error)`` so the entry point needs no Ray import.
+
+    ``result`` is None when Ray Train gave up (``TrainingFailedError``: the run can be resumed from its last
+    checkpoint); otherwise a failed run's error is the result's own."""
+    ensure_ray(address)
+    try:
+        result = train(cfg, **kwargs)
+    except ray.train.TrainingFailedError as e:
+        return None, str(e)
+    return result, (str(result.error) if result.error else None)

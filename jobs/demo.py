@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from cluster.label import LabelOptions, run_label
     from cluster.runtime import ensure_ray
     from cluster.train import train
-    from core.evaluation import evaluate
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
     from core.training import from_scratch_recipe
+    from core.trust.evaluation import evaluate
 
     recipe = QUICK_RECIPE if args.quick else FULL_RECIPE
     if args.train_other is None:  # the recipe's share of non-radiographs (15 %) of however many phantoms

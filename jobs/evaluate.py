@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.evaluation import evaluate, headline
+    from core.trust.evaluation import evaluate, headline
 
     metrics = evaluate(args.labels, args.manifest, args.out, args.model_id, model=args.model)
     print(f"[evaluate] {headline(metrics)}")

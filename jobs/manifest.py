@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.manifest_builder import build_nih_manifest, build_tree_manifest, write_manifest
+    from core.io.manifests import build_nih_manifest, build_tree_manifest, write_manifest
 
     if args.nih_csv:
         if not args.images_root:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.labels is not None:
         if args.base_manifest or args.model:
             raise ValueError("--base-manifest and --model go with --apply, not --labels")
-        from core.review import write_review
+        from core.trust.review import write_review
 
         result = write_review(args.labels, args.out, args.manifest, args.model_id, args.limit or None)
         print(f"[review] {result['rows']} image(s) queued, worst first: {json.dumps(result['reasons'])}")
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.manifest or args.model_id:
         raise ValueError("--manifest and --model-id go with --labels, not --apply")
-    from core.review import apply_corrections
+    from core.trust.review import apply_corrections
 
     result = apply_corrections(args.apply, args.out, args.base_manifest, args.model)
     print(

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.run_history import format_table, load_runs, write_report
+    from core.labeling.run_history import format_table, load_runs, write_report
 
     runs = load_runs(args.labels)
     if args.model_id:

@@ -30,15 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
 
     path = write_sample_archive(
         args.out, args.count, seed=args.seed, other_count=args.other_count, other_fraction=args.other_fraction
     )
     import pyarrow.parquet as pq
 
-    from core import schema
-
+    from core.io import schema
     labels = pq.read_table(path, columns=[schema.LABEL]).column(schema.LABEL).to_pylist()
     n_other = sum(label == schema.OTHER_LABEL for label in labels)
     print(f"[sample] {len(labels) - n_other} body-part images, {n_other} other images, manifest: {path}")

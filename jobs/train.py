@@ -9,7 +9,7 @@ from jobs.common import run_main
 
 
 def _modalities(text: str) -> list[str]:
-    from core.scope import normalize_modalities
+    from core.readers.scope import normalize_modalities
 
     try:
         return list(normalize_modalities(text) or ())
@@ -116,13 +116,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import ray.train
-
-    from cluster.runtime import ensure_ray
-    from cluster.train import DEFAULT_STORAGE, new_run_name, run_exists, train
+    from cluster.train import DEFAULT_STORAGE, new_run_name, run_exists, train_on_ray
 
     cfg = config_from_args(args)
-    from core.backbones import get_backbone, resolve_weights
+    from core.model.backbones import get_backbone, resolve_weights
 
     get_backbone(cfg.backbone)  # unknown names fail here, before any worker starts
     resolve_weights(cfg.weights)
@@ -145,27 +142,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_name = new_run_name()
     print(f"[train] run {run_name} (checkpoints under {storage_path})")
-    ensure_ray(args.address)
-    try:
-        result = train(
-            cfg,
-            workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker,
-            cpus_per_worker=args.cpus_per_worker,
-            storage_path=storage_path,
-            run_name=run_name,
-            max_failures=args.max_failures,
-        )
-    except ray.train.TrainingFailedError as e:
-        print(f"scanlabel: training failed: {e}", file=sys.stderr)
-        print(
-            f"scanlabel: continue from the last checkpoint with --resume --run-name {run_name} "
-            f"--storage {storage_path}",
-            file=sys.stderr,
-        )
-        return 1
-    if result.error:
-        print(f"scanlabel: training failed: {result.error}", file=sys.stderr)
+    result, error = train_on_ray(
+        cfg,
+        address=args.address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        storage_path=storage_path,
+        run_name=run_name,
+        max_failures=args.max_failures,
+    )
+    if error is not None:
+        print(f"scanlabel: training failed: {error}", file=sys.stderr)
+        if result is None:
+            print(
+                f"scanlabel: continue from the last checkpoint with --resume --run-name {run_name} "
+                f"--storage {storage_path}",
+                file=sys.stderr,
+            )
         return 1
     metrics = result.metrics or {}
     if metrics.get("status") == "paused":

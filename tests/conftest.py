@@ -57,7 +57,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def small_archive(tmp_path_factory):
     """A real mixed-format archive (PNG8/16, JPEG, DICOM MONOCHROME1/2) of 70 images."""
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
 
     out = tmp_path_factory.mktemp("archive")
     manifest = write_sample_archive(out, 70, seed=3)
@@ -69,10 +69,10 @@ def tiny_bundle(tmp_path_factory):
     """An untrained but real bundle (mobilenet_v3_small, 64 px): labeling mechanics don't need accuracy."""
     import keras
 
-    from core.backbones import build_classifier
-    from core.bundle import save_bundle
-    from core.phantoms import CLASSES
-    from core.preprocess import PreprocessConfig
+    from core.model.backbones import build_classifier
+    from core.model.bundle import save_bundle
+    from core.model.preprocess import PreprocessConfig
+    from core.synthetic.phantoms import CLASSES
 
     keras.utils.set_random_seed(0)
     model, _ = build_classifier("mobilenet_v3_small", list(CLASSES), None, TEST_IMAGE_SIZE)
@@ -97,7 +97,7 @@ def trained_bundle(tmp_path_factory):
     """
     import tensorflow as tf
 
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
     from core.training import TrainConfig, run_training
 
     root = tmp_path_factory.mktemp("trained")

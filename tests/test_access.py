@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from core import access, errors
+from core import errors
+from core.io import access
 
 
 @pytest.fixture
@@ -143,8 +144,8 @@ def test_validate_roots_refuses_typos_before_any_work(tree):
 def test_decode_batch_refuses_a_bad_root_for_the_whole_batch(tree):
     import numpy as np
 
-    from core.labeling import decode_batch
-    from core.preprocess import PreprocessConfig
+    from core.labeling.batches import decode_batch
+    from core.model.preprocess import PreprocessConfig
 
     base, root = tree
     batch = {"uri": np.array([str(root / "sub" / "a.dcm")]), "image_id": np.array(["a"])}

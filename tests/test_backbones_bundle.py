@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from core import backbones
-from core.bundle import load_bundle, save_bundle
 from core.errors import BundleError
-from core.preprocess import PreprocessConfig
+from core.model import backbones
+from core.model.bundle import load_bundle, save_bundle
+from core.model.preprocess import PreprocessConfig
 
 
 def test_registry_lists_required_backbones_and_rejects_unknown():

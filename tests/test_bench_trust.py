@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from cluster.bench_trust import DEMO_HOLDOUT, real_radiographs, run_trust
+from benchmarks.trust import DEMO_HOLDOUT, real_radiographs, run_trust
 
 
 def test_trust_bench_scores_every_held_out_row(tmp_path):

@@ -14,7 +14,8 @@ import threading
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core import labels_store, schema
+from core.io import schema
+from core.labeling import store as labels_store
 
 T0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
 

@@ -177,7 +177,7 @@ def test_non_image_objects_are_no_pixels(corpus, name):
 )
 def test_with_the_default_scope_non_radiographs_are_out_of_scope(name):
     """The same objects the corpus decodes above, under the default bundle scope (core/scope.py)."""
-    from core.scope import DEFAULT_MODALITIES
+    from core.readers.scope import DEFAULT_MODALITIES
 
     with pytest.raises(errors.ScanError) as e:
         readers.read_image(str(DATA_ROOT / name), modalities=DEFAULT_MODALITIES)
@@ -185,7 +185,7 @@ def test_with_the_default_scope_non_radiographs_are_out_of_scope(name):
 
 
 def test_with_the_default_scope_cr_images_still_decode(corpus):
-    from core.scope import DEFAULT_MODALITIES
+    from core.readers.scope import DEFAULT_MODALITIES
 
     for name in ("dicomdirtests/77654033/CR1/6154", "dicomdirtests/77654033/CR2/6247"):
         decoded = readers.read_image(str(DATA_ROOT / name), modalities=DEFAULT_MODALITIES)
@@ -395,7 +395,7 @@ def test_deflate_bomb_is_too_large_before_inflating():
 
 def test_corrupt_deflated_stream_is_a_decode_error():
     data = (DATA_ROOT / "image_dfl.dcm").read_bytes()
-    start = readers._file_meta_end(data)
+    start = readers.dicom._file_meta_end(data)
     broken = data[:start] + zlib.compress(b"x")[::-1] + data[start + 40 :]
     with pytest.raises(errors.ScanError) as e:
         readers.decode_bytes(broken)

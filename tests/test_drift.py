@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
-from core.drift import MIN_ROWS, assess, js_distance
 from core.progress import ProgressEvent, ProgressTracker, format_duration
+from core.trust.drift import MIN_ROWS, assess, js_distance
 
 CLASSES = ("head", "chest", "abdomen", "pelvis", "arm", "leg", "hand")
 

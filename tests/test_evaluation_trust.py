@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core import calibration_metrics as cm
-from core import schema
+from core.io import schema
+from core.trust import calibration as cm
 
 CLASSES = ["abdomen", "arm", "chest", "hand", "head", "leg", "other", "pelvis"]
 BODY = [c for c in CLASSES if c != "other"]
@@ -29,8 +29,8 @@ def test_ece_by_hand():
 
 
 def test_ece_matches_the_training_side_definition():
-    """The demo and training print core.trust's ECE; evaluate must report the same number for the same rows."""
-    from core.trust import expected_calibration_error
+    """Demo and training print core.trust.confidence's ECE; evaluate must report the same number for the same rows."""
+    from core.trust.confidence import expected_calibration_error
 
     rng = np.random.default_rng(5)
     logits = rng.normal(0, 3, size=(500, 7))
@@ -40,7 +40,7 @@ def test_ece_matches_the_training_side_definition():
 
 
 def test_undo_temperature_inverts_the_bundle_calibration():
-    from core.trust import apply_temperature
+    from core.trust.confidence import apply_temperature
 
     rng = np.random.default_rng(1)
     raw = rng.dirichlet(np.full(7, 1.0), size=50)
@@ -95,9 +95,9 @@ def calibrated_bundle(tmp_path_factory):
     """A real bundle on disk with trust data (temperature 2.5), written through the project's own API."""
     import keras
 
-    from core.bundle import save_bundle
-    from core.preprocess import PreprocessConfig
-    from core.trust import Trust
+    from core.model.bundle import save_bundle
+    from core.model.preprocess import PreprocessConfig
+    from core.trust.confidence import Trust
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(len(CLASSES), activation="softmax")])
     tmp = tmp_path_factory.mktemp("trust")
@@ -116,7 +116,7 @@ def calibrated_bundle(tmp_path_factory):
 
 def _archive(tmp_path, model_id: str, rng: np.random.Generator):
     """Labels as the label job writes them: raw probabilities over-confident, calibrated by the temperature."""
-    from core.trust import apply_temperature
+    from core.trust.confidence import apply_temperature
 
     n_body, n_other = 300, 40
     truth = list(rng.choice(BODY, size=n_body)) + ["other"] * n_other
@@ -167,7 +167,7 @@ def _archive(tmp_path, model_id: str, rng: np.random.Generator):
 
 
 def test_evaluate_reports_trust_figures(tmp_path, calibrated_bundle):
-    from core.evaluation import evaluate
+    from core.trust.evaluation import evaluate
 
     bundle, model_id = calibrated_bundle
     labels_dir, manifest, truth, raw, cal, ood, labels = _archive(tmp_path, model_id, np.random.default_rng(0))

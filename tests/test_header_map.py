@@ -8,9 +8,9 @@ import types
 import numpy as np
 import pytest
 
-from core import header_map
-from core.header_map import DEFAULT_HEADER_MAP, header_agrees, load_header_map, map_header
-from core.labeling import HEADER_CLASS, OK, PIXELS, BatchClassifier
+from core.labeling.batches import HEADER_CLASS, OK, PIXELS, BatchClassifier
+from core.readers import header_map
+from core.readers.header_map import DEFAULT_HEADER_MAP, header_agrees, load_header_map, map_header
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_default_body_part_mapping(body_part, expected):
 
 
 def test_sample_archive_headers_all_map_to_their_class():
-    from core.sample_archive import DICOM_BODY_PART
+    from core.synthetic.sample_archive import DICOM_BODY_PART
 
     for cls, terms in DICOM_BODY_PART.items():
         for term in terms:
@@ -128,8 +128,8 @@ def test_decode_batch_maps_dicom_headers(tmp_path):
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from core.labeling import decode_batch
-    from core.preprocess import PreprocessConfig
+    from core.labeling.batches import decode_batch
+    from core.model.preprocess import PreprocessConfig
 
     uris = []
     for i, (part, desc) in enumerate([("SKULL", None), ("KNEE", None), (None, "XR WRIST 2V"), ("SPINE", None)]):

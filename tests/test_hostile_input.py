@@ -19,9 +19,9 @@ import pydicom
 import pytest
 
 from core import errors, readers
-from core.labeling import OK, PIXELS, decode_batch
-from core.preprocess import PreprocessConfig
-from core.privacy import PHI_KEYWORDS
+from core.labeling.batches import OK, PIXELS, decode_batch
+from core.model.preprocess import PreprocessConfig
+from core.readers.privacy import PHI_KEYWORDS
 
 CFG = PreprocessConfig(image_size=32)
 DATA = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -390,7 +390,7 @@ def test_free_text_body_part_is_not_echoed(tmp_path):
 
 
 def test_privacy_helpers():
-    from core.privacy import phi_values, safe_code_string, scrub
+    from core.readers.privacy import phi_values, safe_code_string, scrub
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

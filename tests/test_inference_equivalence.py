@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from core import schema
-from core.bundle import load_bundle, save_bundle
-from core.engines import forward_graph
-from core.labeling import OK, PIXELS, BatchClassifier, decode_batch
-from core.preprocess import PreprocessConfig, expand, preprocess_file
+from core.io import schema
+from core.labeling.batches import OK, PIXELS, BatchClassifier, decode_batch
+from core.model.bundle import load_bundle, save_bundle
+from core.model.engines import forward_graph
+from core.model.preprocess import PreprocessConfig, expand, preprocess_file
 
 ENGINES = ("keras", "litert")
 
@@ -86,9 +86,9 @@ def test_engine_choice_and_bundles_without_the_export(tmp_path, tiny_bundle):
     refuses an explicit --engine litert with a clear message; a GPU actor never gets LiteRT."""
     import keras
 
-    from core.backbones import build_classifier
-    from core.engines import resolve_engine
-    from core.phantoms import CLASSES
+    from core.model.backbones import build_classifier
+    from core.model.engines import resolve_engine
+    from core.synthetic.phantoms import CLASSES
 
     assert BatchClassifier(load_bundle(tiny_bundle[0]), 8).engine == "litert"
     keras.utils.set_random_seed(2)
@@ -128,8 +128,8 @@ def test_bundle_saved_before_quantisation_keeps_float_inputs(tmp_path, small_arc
 
     import keras
 
-    from core.backbones import build_classifier
-    from core.phantoms import CLASSES
+    from core.model.backbones import build_classifier
+    from core.synthetic.phantoms import CLASSES
 
     keras.utils.set_random_seed(1)
     model, _ = build_classifier("mobilenet_v3_small", list(CLASSES), None, 32)
@@ -147,11 +147,11 @@ def test_bundle_saved_before_quantisation_keeps_float_inputs(tmp_path, small_arc
 @pytest.mark.parametrize("backbone,size", [("efficientnet_b0", 224)])
 def test_bench_model_labels_match_keras_on_bench_images(tmp_path, backbone, size):
     """The benchmark's own model, engine (auto: LiteRT) and kind of image (phantom PNGs, 512² here)."""
-    from cluster.bench_label import make_bundle, write_images
+    from core.synthetic.throughput import untrained_bundle, write_images
 
     manifest = write_images(str(tmp_path), 40, 512)
     uris = pq.read_table(manifest).column(schema.URI).to_pylist()
-    bundle = make_bundle(str(tmp_path), backbone, size)
+    bundle = untrained_bundle(str(tmp_path), backbone, size)
     assert load_bundle(bundle).litert_path is not None
     same, max_dp = _compare(bundle, uris, batch_size=32)
     assert same >= 0.999 and max_dp <= 1e-3, (same, max_dp)

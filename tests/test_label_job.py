@@ -9,7 +9,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from core import schema
+from core.io import schema
 
 
 @pytest.fixture

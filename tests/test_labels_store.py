@@ -8,7 +8,8 @@ import os
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from core import labels_store, schema
+from core.io import schema
+from core.labeling import store as labels_store
 
 
 def _rows(ids, model_id="m1", status="ok", error=None, when=None):

@@ -21,7 +21,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from core import lease
+from core.labeling import lease
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,7 +44,7 @@ def _holder_process(out: str, timeout_s: float, then: str) -> subprocess.Popen:
     code = textwrap.dedent(
         f"""
         import os, sys, time
-        from core import lease
+        from core.labeling import lease
         held = lease.take({out!r}, timeout_s={timeout_s})
         print(held.run_id, flush=True)
         {then}
@@ -201,8 +201,7 @@ def test_gs_datasets_run_without_a_lease():
 
 
 def test_lease_objects_are_ignored_by_dataset_readers(tmp_path):
-    from core import labels_store
-
+    from core.labeling import store as labels_store
     out = str(tmp_path / "labels")
     with lease.take(out, timeout_s=30):
         w = labels_store.PartWriter(out, schema=pa.schema([("image_id", pa.string()), ("x", pa.int64())]))
@@ -388,7 +387,7 @@ def test_sigterm_before_ray_starts_still_releases_the_lease(tmp_path):
         f"""
         import sys, time
         from jobs.common import invoke
-        from core.lease import DatasetLease
+        from core.labeling.lease import DatasetLease
 
         def run(args):
             with DatasetLease({str(out)!r}, timeout_s=600).acquire():

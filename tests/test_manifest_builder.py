@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.errors import ManifestError
-from core.manifest_builder import (
+from core.io.manifests import (
     NIH_LABEL,
     build_nih_manifest,
     build_tree_manifest,
@@ -19,7 +19,7 @@ from core.manifest_builder import (
     read_nih_rows,
     write_manifest,
 )
-from core.phantoms import CLASSES
+from core.synthetic.phantoms import CLASSES
 from jobs.cli import main
 
 NIH_CSV = Path(__file__).parent / "data" / "nih_Data_Entry_2017_head300.csv"

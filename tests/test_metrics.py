@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from core.metrics import compute_metrics, confusion_matrix, macro_f1_from_confusion
+from core.trust.metrics import compute_metrics, confusion_matrix, macro_f1_from_confusion
 
 ABC = ["a", "b", "c"]
 

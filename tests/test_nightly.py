@@ -144,8 +144,8 @@ def test_model_actor_killed_then_rerun(ray_session, small_archive, tiny_bundle, 
 def test_s3_manifest_model_and_output(ray_session, s3_server, small_archive, tiny_bundle, tmp_path, relabel):
     import boto3
 
-    from core import storage
-    from core.bundle import load_bundle
+    from core.io import storage
+    from core.model.bundle import load_bundle
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="archive")

@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from core import preprocess, readers, schema
-from core.non_radiographs import (
+from core import readers
+from core.io import schema
+from core.model import preprocess
+from core.synthetic.non_radiographs import (
     OTHER_KINDS,
     kind_for_index,
     kind_of_image_id,
@@ -23,8 +25,8 @@ from core.non_radiographs import (
     render_other,
     render_other_sample,
 )
-from core.phantoms import CLASSES
-from core.sample_archive import (
+from core.synthetic.phantoms import CLASSES
+from core.synthetic.sample_archive import (
     DICOM_BODY_PART,
     OTHER_FORMATS,
     SAMPLE_MANIFEST_SCHEMA,

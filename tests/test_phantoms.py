@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core import phantoms
-from core.phantoms import _arm, _expose, _leg, _Sketch, _thickness
+from core.synthetic import phantoms
+from core.synthetic.phantoms import _arm, _expose, _leg, _Sketch, _thickness
 
 
 def _bone_runs(row: np.ndarray, level: float) -> list[int]:

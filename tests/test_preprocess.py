@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from core import dataset
-from core.labeling import PIXELS, decode_batch
-from core.preprocess import (
+from core.labeling.batches import PIXELS, decode_batch
+from core.model.preprocess import (
     PreprocessConfig,
     expand,
     letterbox,
@@ -15,6 +14,7 @@ from core.preprocess import (
     preprocess_file,
     quantize,
 )
+from core.training import data as dataset
 
 
 def test_output_shape_range_and_letterbox(small_archive):

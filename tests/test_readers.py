@@ -45,7 +45,7 @@ def test_format_is_sniffed_from_content_not_name(tmp_path, gradient):
 def test_sample_archive_dicoms_decode_in_display_polarity(small_archive):
     import pyarrow.parquet as pq
 
-    from core.sample_archive import render_sample
+    from core.synthetic.sample_archive import render_sample
 
     _, manifest = small_archive
     rows = pq.read_table(manifest).to_pylist()

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-import core.report
-from core.metrics import compute_metrics
-from core.report import encode_thumbnail, write_report
+import core.trust.report
+from core.trust.metrics import compute_metrics
+from core.trust.report import encode_thumbnail, write_report
 
 CLASSES = ["chest", "hand", "knee"]
 _TINY_PNG = cv2.imencode(".png", np.full((4, 4), 200, np.uint8))[1].tobytes()
@@ -26,7 +26,7 @@ def real_png():
 @pytest.fixture(autouse=True)
 def _fast_png(request, monkeypatch):
     if "real_png" not in request.fixturenames:
-        monkeypatch.setattr(core.report, "render_confusion_png", lambda metrics, title="": _TINY_PNG)
+        monkeypatch.setattr(core.trust.report, "render_confusion_png", lambda metrics, title="": _TINY_PNG)
 
 
 def _row(image_id, true, pred, confidence=0.9, uri=None, status="ok", error=None):

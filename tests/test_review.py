@@ -15,8 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core import errors, review, schema
-from core.dataset import labelled_rows, read_manifest
+from core import errors
+from core.io import schema
+from core.io.manifests import read_manifest
+from core.training.data import labelled_rows
+from core.trust import review
 
 CANARY = "CANARY-PHI-4471"
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)

@@ -34,7 +34,7 @@ def _write_manifest(path, rows) -> str:
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory):
     """Manifests of three nights: 70 mixed rows, +56 mixed rows, then +hand/leg only rows and 6 broken files."""
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
 
     root = tmp_path_factory.mktemp("nights")
     base = pq.read_table(write_sample_archive(root / "base", 126, seed=21, other_count=0)).to_pylist()
@@ -160,8 +160,8 @@ def test_three_nights_history_drift_and_report(ray_session, trained_bundle, nigh
 def test_runs_reads_summaries_from_s3(s3_server, tmp_path, capsys):
     import boto3
 
-    from core import storage
-    from core.run_history import load_runs
+    from core.io import storage
+    from core.labeling.run_history import load_runs
 
     boto3.client("s3").create_bucket(Bucket="history")
     base = "s3://history/labels"

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from core import schema
-from core.phantoms import CLASSES, render_phantom
-from core.sample_archive import (
+from core.io import schema
+from core.synthetic.phantoms import CLASSES, render_phantom
+from core.synthetic.sample_archive import (
     DICOM_BODY_PART,
     DICOM_FORMATS,
     FORMATS,

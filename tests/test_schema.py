@@ -1,8 +1,8 @@
 import pyarrow as pa
 import pytest
 
-from core import schema
 from core.errors import ManifestError
+from core.io import schema
 
 
 def _table(**cols):

@@ -17,10 +17,12 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from core import errors, privacy, readers, schema, scope
-from core.bundle import Bundle
-from core.labeling import OK, BatchClassifier, decode_batch
-from core.preprocess import PreprocessConfig
+from core import errors, readers
+from core.io import schema
+from core.labeling.batches import OK, BatchClassifier, decode_batch
+from core.model.bundle import Bundle
+from core.model.preprocess import PreprocessConfig
+from core.readers import privacy, scope
 from tests.dicom_sets import PYDICOM_ROOT, RADIOGRAPHS, dicom_files, pydicom_data_root
 
 CFG = PreprocessConfig(image_size=64)
@@ -144,7 +146,7 @@ def test_error_detail_names_modality_and_sop_class_never_phi(corpus):
 
 
 def test_out_of_scope_rows_are_skipped_and_never_classified(corpus, tiny_bundle):
-    from core.bundle import load_bundle
+    from core.model.bundle import load_bundle
 
     names, _, _, out = corpus
     classifier = BatchClassifier(load_bundle(tiny_bundle[0]), batch_size=16)
@@ -206,7 +208,7 @@ def test_sample_archive_dicoms_are_in_scope_and_its_secondary_captures_are_not(t
     """The generated archive's radiographs (CR / DX objects) pass the default scope, so training and labeling
     see the same images; its non-radiograph secondary captures are skipped by header, its CR-wrapped ones are
     left to the pixels."""
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
 
     manifest = pq.read_table(write_sample_archive(tmp_path, 15, seed=21, other_count=12))
     out = decode_batch({k: np.array(manifest.column(k).to_pylist(), dtype=object) for k in (schema.URI,

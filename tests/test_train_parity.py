@@ -1,7 +1,7 @@
 """Two Ray Train workers learn like one (issue 11), at CI size.
 
 Before the fix, 2 workers on the demo recipe predicted one class for every validation image through epoch 2
-(BatchNorm's moving statistics trailing the weights; see core.training.refresh_batchnorm).  Here: the same
+(BatchNorm's moving statistics trailing the weights; see core.training.distributed.refresh_batchnorm).  Here: the same
 small run once in one process and once with 2 Ray Train workers; the 2-worker run must have no epoch after the
 first with uniform validation predictions, and its best validation macro-F1 must be close to one worker's.
 
@@ -61,7 +61,7 @@ def parity_runs(manifest, tmp_path, **overrides) -> tuple[list[dict], list[dict]
 
 
 def test_two_workers_learn_like_one(ray_session, tmp_path):
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
 
     manifest = write_sample_archive(tmp_path / "archive", 210, seed=5)
     one, two = parity_runs(manifest, tmp_path)

@@ -17,7 +17,7 @@ def test_two_workers_stay_identical_and_survive_a_killed_worker(ray_session, sma
     """Rank 1 really exits (os._exit) in the middle of epoch 2; Ray Train restarts the group from the epoch-1
     checkpoint and the run completes with every epoch exactly once and identical replicas."""
     from cluster.train import train
-    from core.bundle import load_bundle
+    from core.model.bundle import load_bundle
     from core.training import TrainConfig
 
     _, manifest = small_archive

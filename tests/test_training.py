@@ -59,7 +59,7 @@ def test_same_seed_reproduces_and_resume_continues_exactly(small_archive, tmp_pa
     epoch equals A's second (weights, optimizer slots, dropout RNG and data position all restored), down to
     identical final weights.
     """
-    from core.bundle import load_bundle
+    from core.model.bundle import load_bundle
     from core.training import keep_checkpoints, latest_checkpoint, run_training
 
     _, manifest = small_archive
@@ -131,7 +131,7 @@ def test_same_seed_reproduces_and_resume_continues_exactly(small_archive, tmp_pa
 
 def test_label_map_trains_on_mapped_classes_and_reports_unmapped(small_archive, tmp_path):
     """Manifest labels are DICOM terms; the map sends them onto classes; 'LOWER LIMB' is deliberately unmapped."""
-    from core.bundle import load_bundle
+    from core.model.bundle import load_bundle
     from core.training import run_training
 
     _, manifest = small_archive
@@ -179,8 +179,8 @@ def test_pretrained_base_from_file_is_frozen_then_only_top_blocks_change(small_a
     """Weights from a file (no download): phase 1 keeps the base bit-identical, phase 2 moves only the top blocks."""
     import keras
 
-    from core import backbones
-    from core.bundle import load_bundle
+    from core.model import backbones
+    from core.model.bundle import load_bundle
     from core.training import keep_checkpoints, load_checkpoint_weights, run_training
 
     keras.utils.set_random_seed(123)
@@ -252,7 +252,7 @@ def test_mixed_precision_and_xla_train_correctly_on_cpu(small_archive, tmp_path,
     """Both flags are for GPUs, but must leave a CPU run correct: finite loss, moving weights, a usable bundle."""
     import keras
 
-    from core.bundle import load_bundle
+    from core.model.bundle import load_bundle
     from core.training import run_training
 
     out = tmp_path / "bundle"

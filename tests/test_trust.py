@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from core import schema, trust
+from core.io import schema
+from core.trust import confidence as trust
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -107,8 +108,8 @@ def test_mahalanobis_statistics_add_up_across_shards_and_score_distance():
 
 
 def _label(bundle_path: str, manifest, **overrides):
-    from core.bundle import load_bundle
-    from core.labeling import BatchClassifier, decode_batch
+    from core.labeling.batches import BatchClassifier, decode_batch
+    from core.model.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
     table = pq.read_table(manifest)
@@ -122,14 +123,14 @@ def _label(bundle_path: str, manifest, **overrides):
 @pytest.fixture(scope="module")
 def unseen_archive(tmp_path_factory):
     """Phantoms and generated non-radiographs from seeds the trained bundle never saw."""
-    from core.sample_archive import write_sample_archive
+    from core.synthetic.sample_archive import write_sample_archive
 
     return write_sample_archive(tmp_path_factory.mktemp("unseen"), 35, seed=12, other_count=35)
 
 
 def test_trained_bundle_carries_hashed_trust_data(trained_bundle):
-    from core.bundle import load_bundle
     from core.errors import BundleError
+    from core.model.bundle import load_bundle
 
     path, summary = trained_bundle
     assert "other" in summary["classes"]
@@ -198,8 +199,8 @@ def test_label_batch_abstains_with_the_right_reasons(trained_bundle, unseen_arch
 
 def test_scored_pass_gives_the_plain_model_outputs_calibrated(trained_bundle, unseen_archive):
     """Features and probabilities come from one call; the probabilities are the model's, only calibrated."""
-    from core.labeling import PIXELS, decode_batch
-    from core.preprocess import expand
+    from core.labeling.batches import PIXELS, decode_batch
+    from core.model.preprocess import expand
 
     path, _ = trained_bundle
     clf, _, _ = _label(path, unseen_archive)
@@ -217,7 +218,7 @@ def test_scored_pass_gives_the_plain_model_outputs_calibrated(trained_bundle, un
 
 def test_trust_arrays_travel_in_the_bundle_hashes(tiny_bundle, tmp_path):
     """An OOD method with fitted arrays (Mahalanobis) writes ood.npz; it is hashed and loads back unchanged."""
-    from core.bundle import load_bundle, save_bundle
+    from core.model.bundle import load_bundle, save_bundle
 
     src = load_bundle(tiny_bundle[0])
     rng = np.random.default_rng(0)
@@ -239,10 +240,10 @@ def test_trust_arrays_travel_in_the_bundle_hashes(tiny_bundle, tmp_path):
 
 
 def test_old_bundle_without_trust_labels_without_abstention_and_warns_once(tiny_bundle, tmp_path, caplog):
-    from core.bundle import load_bundle
     from core.errors import BundleError
-    from core.labeling import BatchClassifier, decode_batch
-    from core.sample_archive import write_sample_archive
+    from core.labeling.batches import BatchClassifier, decode_batch
+    from core.model.bundle import load_bundle
+    from core.synthetic.sample_archive import write_sample_archive
 
     old = tmp_path / "old_bundle"  # a path of its own: the warning is once per bundle path and process
     shutil.copytree(tiny_bundle[0], old)

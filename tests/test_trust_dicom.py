@@ -22,7 +22,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from core import errors, schema
+from core import errors
+from core.io import schema
 from tests.dicom_sets import KNOWN_BODY_PARTS, dicom_files, non_radiographs, pydicom_data_root
 
 BUNDLE_ENV = "SCANLABEL_RADIOGRAPH_BUNDLE"
@@ -47,7 +48,7 @@ def _label(bundle: str, names: dict, tmp_path) -> dict[str, dict]:
 
 
 def test_no_non_radiograph_gets_a_body_part_label(ray_session, trained_bundle, tmp_path):
-    from core.bundle import load_bundle
+    from core.model.bundle import load_bundle
 
     bundle = trained_bundle[0]
     body_parts = set(load_bundle(bundle).classes) - {schema.OTHER_LABEL}

@@ -1,0 +1,9 @@
+"""Where data lives and what shape it has: storage URIs, the read boundary, every Parquet schema, manifests.
+
+:mod:`.storage` puts local paths, ``s3://`` and ``gs://`` behind one door (pyarrow.fs); :mod:`.access` is the
+``--allowed-root`` boundary a labeling run may read within; :mod:`.schema` owns every Parquet schema scanlabel
+reads or writes (manifests, labels, review corrections), so a column has one definition; :mod:`.manifests` builds
+manifests from what archives ship (the NIH ChestX-ray14 table, a tree of files).
+
+May import: :mod:`core.errors` only.  Everything else in ``core`` may import it.
+"""

@@ -1,0 +1,145 @@
+"""The labeling job's options, declared once: the Python API's dataclass and the CLI's flags come from here.
+
+Each field's ``metadata["cli"]`` says how ``scanlabel label`` exposes it (flag, help, type); fields without it are
+Python-API-only tuning knobs.  ``jobs/label.py`` builds its argparse parser and the :class:`LabelOptions` from
+these declarations (:func:`cli_fields`), so a new option is one field here and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from core.labeling.lease import DEFAULT_TIMEOUT_S as LEASE_TIMEOUT_S
+from core.readers.scope import normalize_modalities
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def option(default: Any, flag: str, help: str, **argparse_kw: Any) -> Any:
+    """A field exposed as ``flag`` on the CLI; ``argparse_kw`` go to ``add_argument`` (``type``, ``choices``, ...).
+
+    ``convert`` (in ``argparse_kw``) turns the parsed value into the field's value (e.g. a list into a tuple);
+    ``negative`` names the flag that sets a boolean back to its default; ``default=MISSING`` makes it required."""
+    cli = {"flag": flag, "help": help, **argparse_kw}
+    if default is MISSING:
+        return field(metadata={"cli": {**cli, "required": True}})
+    return field(default=default, metadata={"cli": cli})
+
+
+@dataclass
+class LabelOptions:
+    manifest: str = option(MISSING, "--manifest", "the Parquet manifest to label (local, s3:// or gs://)")
+    model: str = option(MISSING, "--model", "model bundle directory (local, s3:// or gs://)")
+    out: str = option(MISSING, "--out", "labels dataset directory")
+    batch_size: int = option(32, "--batch-size", "images per model call", type=int)
+    relabel: bool = option(
+        False,
+        "--relabel",
+        "label every row again (default --resume: skip images already labelled ok by this model_id)",
+        negative="--resume",
+    )
+    retry_errors: bool = option(False, "--retry-errors", "also retry rows that failed permanently", action="store_true")
+    model_actors: int | None = option(
+        None, "--model-actors", "model actors (default: one per GPU or CPU share)", type=int
+    )
+    gpus_per_actor: float | None = option(None, "--gpus-per-actor", "default 1 when the cluster has GPUs", type=float)
+    cpus_per_actor: float = option(1.0, "--cpus-per-actor", "CPUs reserved per model actor", type=float)
+    tf_threads: int | None = option(
+        None,
+        "--tf-threads",
+        "threads per model actor for the model (TF or LiteRT; default: its share of the node's CPUs)",
+        type=int,
+    )
+    decode_cpus: float = 1.0
+    decode_memory_mb: int = 512
+    rows_per_file: int = option(10_000, "--rows-per-file", "rows per committed Parquet part", type=int)
+    rows_per_block: int | None = None
+    wait_for_actors_s: int = 900
+    address: str | None = option(None, "--address", "Ray address (default: RAY_ADDRESS or a local Ray)")
+    allowed_roots: tuple[str, ...] = option(
+        (),
+        "--allowed-root",
+        "refuse URIs resolving outside this root (repeatable; none = no restriction)",
+        action="append",
+        metavar="PREFIX",
+        convert=tuple,
+    )
+    max_pixels: int | None = option(
+        None, "--max-pixels", "refuse larger images as too_large (default 100 MP)", type=int
+    )
+    max_bytes: int | None = None
+    header_map: str | None = option(None, "--header-map", "JSON mapping DICOM BodyPartExamined values onto classes")
+    keep_columns: tuple[str, ...] = option(
+        (), "--keep-columns", "comma-separated manifest columns to carry into the labels", type=_comma_list
+    )
+    max_error_rate: float | None = option(
+        None, "--max-error-rate", "exit non-zero (after writing) when more than this fraction of rows fail", type=float
+    )
+    wait_for_lease_s: float = option(
+        0.0,
+        "--wait-for-lease",
+        "when another run holds the labels dataset, wait up to this long for it (then plan against what it "
+        "committed) instead of exiting at once with code 5 (default 0: exit)",
+        type=float,
+        metavar="SECONDS",
+    )
+    lease_timeout_s: float = option(
+        LEASE_TIMEOUT_S,
+        "--lease-timeout",
+        "this run's lease is stale (taken over by the next run) this long after its last heartbeat; "
+        f"heartbeats every timeout/4 (default {LEASE_TIMEOUT_S:.0f})",
+        type=float,
+        metavar="SECONDS",
+    )
+    min_confidence: float | None = option(
+        None,
+        "--min-confidence",
+        "abstain (label 'other', abstain_reason low_confidence) below this calibrated confidence "
+        "(default: the threshold the bundle fitted on its validation split)",
+        type=float,
+    )
+    max_ood_score: float | None = option(
+        None,
+        "--max-ood-score",
+        "abstain (label 'other', abstain_reason out_of_distribution) above this OOD score "
+        "(default: the bundle's fitted threshold)",
+        type=float,
+    )
+    modalities: tuple[str, ...] | None = option(
+        None,
+        "--modalities",
+        "DICOM modalities to label (default: the bundle's, CR,DX,RG for projection radiographs); other "
+        "objects are skipped as out_of_scope from their header; '*' labels every modality",
+        type=normalize_modalities,
+        metavar="CR,DX",
+    )
+    fail_on_drift: bool = option(
+        False,
+        "--fail-on-drift",
+        "exit 4 (after writing the labels and the run summary) when the run's body-part mix, error rate or "
+        "abstention rate drifted from the earlier runs of the same model (see `scanlabel runs`)",
+        action="store_true",
+    )
+    drift_window: int = option(
+        7,
+        "--drift-window",
+        "drift reference: the last N earlier runs of the same model (default 7)",
+        type=int,
+        metavar="N",
+    )
+    engine: str = option(
+        "auto",
+        "--engine",
+        "who runs the model: litert (the bundle's LiteRT export, XNNPACK, CPU only), keras (TensorFlow; what GPU "
+        "actors run), auto (default: litert on CPU actors when the bundle has the export, else keras); same "
+        "float32 arithmetic, so labels agree (docs/labeling.md)",
+        choices=("auto", "keras", "litert"),
+    )
+
+
+def cli_fields() -> list[tuple[str, dict[str, Any]]]:
+    """``(field name, its CLI declaration)`` for every option ``scanlabel label`` exposes, in declaration order."""
+    return [(f.name, dict(f.metadata["cli"])) for f in fields(LabelOptions) if "cli" in f.metadata]
