@@ -25,6 +25,7 @@ from ray.train.tensorflow import TensorflowTrainer
 from cluster.runtime import ensure_ray, limit_tf_threads, local_state_api
 from core.io import storage
 from core.training import TrainConfig, run_training
+from core.training.faults import WorkerExit
 
 DEFAULT_STORAGE = os.path.join(tempfile.gettempdir(), "scanlabel-ray-train")
 # Written by Ray Train V2 into STORAGE/NAME once a run has reported; its presence is what makes a run resumable.
@@ -51,6 +52,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     import tensorflow as tf
 
     limit_tf_threads(config.pop("_cpus_per_worker", 1))
+    fault = config.pop("_fault", None)
     cfg = TrainConfig.from_dict(config)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -67,7 +69,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         if checkpoint is not None:
             resume_dir = tempfile.mkdtemp(prefix="scanlabel-resume-")
             checkpoint.to_directory(resume_dir)
-        run_training(cfg, strategy, rank, world, report, resume_dir, log=logger.info)
+        run_training(cfg, strategy, rank, world, report, resume_dir, log=logger.info, fault=fault)
     finally:
         if resume_dir:
             shutil.rmtree(resume_dir, ignore_errors=True)
@@ -114,6 +116,7 @@ def train(
     storage_path: str | None = None,
     run_name: str | None = None,
     max_failures: int = 0,
+    fault: WorkerExit | None = None,
 ):
     """Run data-parallel training on the connected Ray cluster; returns Ray Train's Result.
 
@@ -127,6 +130,7 @@ def train(
         cpus_per_worker = max(1, total // max(workers, 1))
     config = cfg.to_dict()
     config["_cpus_per_worker"] = cpus_per_worker
+    config["_fault"] = fault  # a worker exit injected on purpose (tests); never part of the TrainConfig
     trainer = _Trainer(
         _train_loop_per_worker,
         train_loop_config=config,

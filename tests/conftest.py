@@ -17,6 +17,26 @@ import pytest  # noqa: E402
 TEST_IMAGE_SIZE = 64
 
 
+def train_config(manifest, out, **overrides):
+    """The tests' training run: a small real network, no downloads, a few quick epochs; overrides change it."""
+    from core.training import TrainConfig
+
+    kwargs = dict(
+        manifest=str(manifest),
+        out=str(out),
+        backbone="mobilenet_v3_small",
+        weights=None,
+        image_size=TEST_IMAGE_SIZE,
+        epochs=2,
+        batch_size=8,
+        base_lr=3e-3,
+        patience=10,
+        seed=0,
+    )
+    kwargs.update(overrides)
+    return TrainConfig(**kwargs)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -98,22 +118,11 @@ def trained_bundle(tmp_path_factory):
     import tensorflow as tf
 
     from core.synthetic.sample_archive import write_sample_archive
-    from core.training import TrainConfig, run_training
+    from core.training import run_training
 
     root = tmp_path_factory.mktemp("trained")
     manifest = write_sample_archive(root / "archive", 350, seed=11, other_count=70)
-    cfg = TrainConfig(
-        manifest=str(manifest),
-        out=str(root / "model"),
-        backbone="mobilenet_v3_small",
-        weights=None,
-        image_size=TRAINED_IMAGE_SIZE,
-        epochs=14,
-        batch_size=16,
-        base_lr=3e-3,
-        patience=14,
-        seed=0,
-    )
+    cfg = train_config(manifest, root / "model", image_size=TRAINED_IMAGE_SIZE, epochs=14, batch_size=16, patience=14)
     summary = run_training(cfg, tf.distribute.get_strategy(), log=lambda _: None)
     return cfg.out, summary
 

@@ -16,30 +16,15 @@ from __future__ import annotations
 import json
 import os
 
-from tests.conftest import TEST_IMAGE_SIZE
+from tests.conftest import train_config
 
 F1_TOLERANCE = 0.1
 EPOCHS = 5
 
 
 def _config(manifest, out, **overrides):
-    from core.training import TrainConfig
-
-    kwargs = dict(
-        manifest=str(manifest),
-        out=str(out),
-        backbone="mobilenet_v3_small",
-        weights=None,
-        image_size=TEST_IMAGE_SIZE,
-        epochs=EPOCHS,
-        batch_size=16,
-        base_lr=2e-3,
-        augment=False,
-        patience=EPOCHS,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    return TrainConfig(**kwargs)
+    settings = dict(epochs=EPOCHS, batch_size=16, base_lr=2e-3, augment=False, patience=EPOCHS)
+    return train_config(manifest, out, **{**settings, **overrides})
 
 
 def parity_runs(manifest, tmp_path, **overrides) -> tuple[list[dict], list[dict]]:

@@ -10,7 +10,7 @@ import glob
 import json
 import os
 
-from tests.conftest import TEST_IMAGE_SIZE
+from tests.conftest import TEST_IMAGE_SIZE, train_config
 
 
 def test_two_workers_stay_identical_and_survive_a_killed_worker(ray_session, small_archive, tmp_path):
@@ -18,26 +18,21 @@ def test_two_workers_stay_identical_and_survive_a_killed_worker(ray_session, sma
     checkpoint and the run completes with every epoch exactly once and identical replicas."""
     from cluster.train import train
     from core.model.bundle import load_bundle
-    from core.training import TrainConfig
+    from core.training.faults import WorkerExit
 
     _, manifest = small_archive
     out = str(tmp_path / "bundle")
     marker = tmp_path / "worker-killed"
-    cfg = TrainConfig(
-        manifest=str(manifest),
-        out=out,
-        backbone="mobilenet_v3_small",
-        weights=None,
-        image_size=TEST_IMAGE_SIZE,
-        epochs=3,
-        batch_size=8,
-        base_lr=3e-3,
-        augment=False,
-        patience=10,
-        seed=0,
-        extra={"fail_at_epoch": 2, "fail_marker": str(marker), "fail_rank": 1},
+    cfg = train_config(manifest, out, epochs=3, augment=False)
+    result = train(
+        cfg,
+        workers=2,
+        cpus_per_worker=1,
+        storage_path=str(tmp_path / "ray"),
+        run_name="ft",
+        max_failures=1,
+        fault=WorkerExit(epoch=2, marker=str(marker), rank=1),
     )
-    result = train(cfg, workers=2, cpus_per_worker=1, storage_path=str(tmp_path / "ray"), run_name="ft", max_failures=1)
     assert result.error is None
     assert marker.read_text().startswith("rank 1 exited in epoch 2")  # the failure really happened
     with open(os.path.join(out, "training.json")) as f:

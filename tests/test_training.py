@@ -15,29 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import TEST_IMAGE_SIZE
+from tests.conftest import TEST_IMAGE_SIZE, train_config
 
 BACKBONE = "mobilenet_v3_small"
 
 
 def _config(manifest, out, **overrides):
-    from core.training import TrainConfig
-
-    kwargs = dict(
-        manifest=str(manifest),
-        out=str(out),
-        backbone=BACKBONE,
-        weights=None,
-        image_size=TEST_IMAGE_SIZE,
-        epochs=2,
-        batch_size=8,
-        base_lr=3e-3,
-        augment=True,
-        patience=10,
-        seed=0,
-    )
-    kwargs.update(overrides)
-    return TrainConfig(**kwargs)
+    return train_config(manifest, out, **{"augment": True, **overrides})
 
 
 def _strategy():

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 REFERENCE_BATCH = 64
@@ -55,9 +55,6 @@ class TrainConfig:
     ood_method: str = "auto"
     # Pause (checkpoint kept, no bundle) once this epoch is done; continue later with --resume.
     stop_after_epoch: int | None = None
-    # Test hooks: {"fail_at_epoch": E, "fail_marker": PATH[, "fail_rank": R, "fail_delay_s": S]} makes worker R
-    # exit (os._exit) mid-epoch E, once: the marker file stops the restarted worker from doing it again.
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,6 +28,7 @@ import numpy as np
 
 from core.training.config import ReportFn, TrainConfig, phase_of
 from core.training.distributed import bn_refresh_sample, refresh_batchnorm
+from core.training.faults import WorkerExit
 from core.training.publish import calibrate, check_replicas_agree, gather_validation, publish
 from core.training.setup import Setup, ValShard, check_devices, new_state, resume_state, set_up, train_dataset
 from core.training.trainer import Trainer
@@ -42,13 +43,14 @@ def run_training(
     report: ReportFn | None = None,
     resume_dir: str | None = None,
     log: Callable[[str], None] = print,
+    fault: WorkerExit | None = None,
 ) -> dict[str, Any]:
     """Train on this worker's shard in lock-step with the others; rank 0 writes the bundle.
 
     ``report(metrics, checkpoint_dir)`` is called by every worker after every epoch (rank 0 passes a
     checkpoint directory, which is deleted once ``report`` returns); ``resume_dir`` is such a directory to
     continue from.  Returns the final summary (history, best epoch, model_id on rank 0; ``paused`` when
-    ``stop_after_epoch`` ended the run before ``epochs``).
+    ``stop_after_epoch`` ended the run before ``epochs``).  ``fault``: a worker exit injected on purpose (tests).
     """
     import keras
 
@@ -56,7 +58,7 @@ def run_training(
     try:
         if cfg.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        return _run(cfg, strategy, rank, world, report, resume_dir, log)
+        return _run(cfg, strategy, rank, world, report, resume_dir, log, fault)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -69,6 +71,7 @@ def _run(
     report: ReportFn | None,
     resume_dir: str | None,
     log: Callable[[str], None],
+    fault: WorkerExit | None = None,
 ) -> dict[str, Any]:
     """The whole run, in the order it happens; every step is a named piece below.
 
@@ -86,7 +89,7 @@ def _run(
     start_epoch = int(state["epoch"])
     train_ds = train_dataset(cfg, setup, rank, world, start_epoch)
     val = ValShard.decode(cfg, setup, rank, world)
-    trainer = Trainer(cfg, strategy, rank, world, setup)
+    trainer = Trainer(cfg, strategy, rank, world, setup, fault)
     trainer.bn_sample, trainer.bn_cache = bn_refresh_sample(cfg, setup, rank, world), {}
     if resume_dir:
         trainer.restore(resume_dir, start_epoch, log)

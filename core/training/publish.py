@@ -20,6 +20,7 @@ from core.training.config import VALIDATION_REPORT_DIR
 from core.training.distributed import allreduce_sum, weights_digest
 from core.training.setup import Setup, ValShard
 from core.training.trainer import Trainer
+from core.trust.report import report_row
 
 
 def fingerprint(uri: str) -> str:
@@ -204,15 +205,15 @@ def validation_rows(setup: Setup, probs: np.ndarray, codes: list[str | None]) ->
     for i in range(len(val_rows)):
         code = codes[i]
         rows.append(
-            {
-                "image_id": val_rows.image_ids[i],
-                "uri": val_rows.uris[i],
-                "true": classes[val_rows.labels[i]],
-                "pred": None if code else classes[int(probs[i].argmax())],
-                "confidence": None if code else float(probs[i].max()),
-                "status": "error" if code else "ok",
-                "error": code,
-            }
+            report_row(
+                image_id=val_rows.image_ids[i],
+                uri=val_rows.uris[i],
+                true=classes[val_rows.labels[i]],
+                pred=None if code else classes[int(probs[i].argmax())],
+                confidence=None if code else float(probs[i].max()),
+                status="error" if code else "ok",
+                error=code,
+            )
         )
     return rows
 

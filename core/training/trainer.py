@@ -30,7 +30,7 @@ from core.training.config import (
     phase_epochs,
 )
 from core.training.distributed import allreduce_sum
-from core.training.faults import test_hook_worker_exit
+from core.training.faults import WorkerExit
 from core.training.setup import Setup, ValShard
 
 # --- the model and its training steps -----------------------------------------------------------------------
@@ -39,11 +39,14 @@ from core.training.setup import Setup, ValShard
 class Trainer:
     """The model on this worker and what acts on it: phases, epochs, predictions, checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, strategy, rank: int, world: int, setup: Setup) -> None:
+    def __init__(
+        self, cfg: TrainConfig, strategy, rank: int, world: int, setup: Setup, fault: WorkerExit | None = None
+    ) -> None:
         import tensorflow as tf
 
         from core.model import backbones
         self.cfg, self.strategy, self.rank, self.world, self.setup = cfg, strategy, rank, world, setup
+        self.fault = fault
         with strategy.scope():
             self.model, self.base = backbones.build_classifier(cfg.backbone, setup.classes, cfg.weights, setup.size)
         self.best_weights: list[np.ndarray] | None = None
@@ -144,7 +147,8 @@ class Trainer:
         loss_total = 0.0
         train_cm = np.zeros((n, n), np.int64)
         for step in range(self.setup.steps):
-            test_hook_worker_exit(self.cfg, epoch, step, self.setup.steps, self.rank, self.world, log)
+            if self.fault is not None:
+                self.fault(epoch, step, self.setup.steps, self.rank, self.world, log)
             x, y, w = next(iterator)
             loss, cm = self.train_step(x, y, w)
             loss_total += float(loss)

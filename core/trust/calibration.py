@@ -19,61 +19,14 @@ Three questions, each with one number a reader can reproduce by hand:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.io import schema
+from core.trust.confidence import ECE_BINS, Reliability, calibration, reliability  # noqa: F401 - re-exported
 
-ECE_BINS = 15
 _EPS = 1e-12
-
-
-# --- calibration ----------------------------------------------------------------------------------------------
-@dataclass
-class Reliability:
-    """Per-bin counts, mean confidence and accuracy over equal-width bins of [0, 1]; ``ece`` summarises them."""
-
-    edges: np.ndarray
-    counts: np.ndarray
-    confidence: np.ndarray  # mean confidence per bin (NaN where empty)
-    accuracy: np.ndarray  # accuracy per bin (NaN where empty)
-
-    @property
-    def ece(self) -> float:
-        n = int(self.counts.sum())
-        if n == 0:
-            return 0.0
-        filled = self.counts > 0
-        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
-        return float((self.counts[filled] / n * gaps).sum())
-
-    def to_json(self) -> dict[str, Any]:
-        def clean(a: np.ndarray) -> list[float | None]:
-            return [None if not np.isfinite(v) else float(v) for v in a]
-
-        return {
-            "edges": [float(e) for e in self.edges],
-            "counts": [int(c) for c in self.counts],
-            "confidence": clean(self.confidence),
-            "accuracy": clean(self.accuracy),
-        }
-
-
-def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> Reliability:
-    """Bin rows by confidence; bin ``b`` holds (edges[b], edges[b+1]] (the first also holds 0)."""
-    conf = np.asarray(confidence, np.float64).ravel()
-    hit = np.asarray(correct, np.float64).ravel()
-    if conf.shape != hit.shape:
-        raise ValueError(f"confidence and correct differ in length: {conf.size} vs {hit.size}")
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    counts = np.bincount(idx, minlength=bins).astype(np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(idx, weights=conf, minlength=bins) / counts
-        accuracy = np.bincount(idx, weights=hit, minlength=bins) / counts
-    return Reliability(edges, counts, mean_conf, accuracy)
 
 
 def undo_temperature(calibrated: np.ndarray, temperature: float) -> np.ndarray:
@@ -82,15 +35,6 @@ def undo_temperature(calibrated: np.ndarray, temperature: float) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def calibration(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> Reliability:
-    """Reliability of the argmax prediction of ``probs`` against class indices ``y``."""
-    probs = np.asarray(probs, np.float64)
-    y = np.asarray(y, np.int64)
-    if len(y) == 0:
-        return reliability(np.zeros(0), np.zeros(0), bins)
-    return reliability(probs.max(axis=1), probs.argmax(axis=1) == y, bins)
 
 
 # --- OOD separation -------------------------------------------------------------------------------------------

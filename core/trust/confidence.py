@@ -89,22 +89,68 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, bounds: tuple[float, float
     return 1.0 if objective(0.0) <= objective(float(res.x)) + 1e-9 else best
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
-    """ECE with equal-width confidence bins (Guo et al.): the bin-weighted |accuracy - confidence| gap."""
+# --- reliability bins and ECE -----------------------------------------------------------------------------
+@dataclass
+class Reliability:
+    """Per-bin counts, mean confidence and accuracy over equal-width bins of [0, 1]; ``ece`` summarises them."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray  # mean confidence per bin (NaN where empty)
+    accuracy: np.ndarray  # accuracy per bin (NaN where empty)
+
+    @property
+    def ece(self) -> float:
+        n = int(self.counts.sum())
+        if n == 0:
+            return 0.0
+        filled = self.counts > 0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float((self.counts[filled] / n * gaps).sum())
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(a: np.ndarray) -> list[float | None]:
+            return [None if not np.isfinite(v) else float(v) for v in a]
+
+        return {
+            "edges": [float(e) for e in self.edges],
+            "counts": [int(c) for c in self.counts],
+            "confidence": clean(self.confidence),
+            "accuracy": clean(self.accuracy),
+        }
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> Reliability:
+    """Bin rows by confidence; bin ``b`` holds (edges[b], edges[b+1]] (the first also holds 0)."""
+    conf = np.asarray(confidence, np.float64).ravel()
+    hit = np.asarray(correct, np.float64).ravel()
+    if conf.shape != hit.shape:
+        raise ValueError(f"confidence and correct differ in length: {conf.size} vs {hit.size}")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    counts = np.bincount(idx, minlength=bins).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(idx, weights=conf, minlength=bins) / counts
+        accuracy = np.bincount(idx, weights=hit, minlength=bins) / counts
+    return Reliability(edges, counts, mean_conf, accuracy)
+
+
+def calibration(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> Reliability:
+    """Reliability of the argmax prediction of ``probs`` against class indices ``y``."""
     probs = np.asarray(probs, np.float64)
     y = np.asarray(y, np.int64)
     if len(y) == 0:
-        return 0.0
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        m = idx == b
-        if m.any():
-            total += m.sum() / len(y) * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
+        return reliability(np.zeros(0), np.zeros(0), bins)
+    return reliability(probs.max(axis=1), probs.argmax(axis=1) == y, bins)
+
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE with equal-width confidence bins (Guo et al.): the bin-weighted |accuracy - confidence| gap.
+
+    The one definition: training's validation figures and ``scanlabel evaluate`` both come from
+    :func:`calibration`."""
+    return calibration(probs, y, bins).ece
 
 
 # --- OOD scores -----------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from core.labeling import store as labels_store
 from core.model.preprocess import normalize_intensity
 from core.trust.calibration import trust_metrics
 from core.trust.metrics import compute_metrics
-from core.trust.report import write_report
+from core.trust.report import report_row, write_report
 
 
 def thumbnail(uri: str, size: int = 128) -> np.ndarray:
@@ -66,49 +66,12 @@ def evaluate(
     labels = labels_store.read_labels(labels_dir)
     if labels.num_rows == 0:
         raise errors.ManifestError(f"no labels found in {labels_dir}")
-    model_ids = sorted(set(labels.column("model_id").to_pylist()))
     bundle, temperature = _bundle_trust(model)
-    if bundle is not None:
-        if bundle.model_id not in model_ids:
-            raise errors.BundleError(
-                f"--model {model} is model_id {bundle.model_id}, but {labels_dir} holds labels of {model_ids}"
-            )
-        if model_id is not None and model_id != bundle.model_id:
-            raise errors.BundleError(f"--model-id {model_id} contradicts --model {model} ({bundle.model_id})")
-        model_id = bundle.model_id
-    if model_id is None:
-        if len(model_ids) > 1:
-            latest = pc.max(labels.column("labeled_at")).as_py()
-            model_id = labels.filter(pc.equal(labels.column("labeled_at"), latest)).column("model_id")[0].as_py()
-        else:
-            model_id = model_ids[0]
+    model_id = _pick_model_id(labels, labels_dir, bundle, model_id, model)
     labels = labels.filter(pc.equal(labels.column("model_id"), model_id))
     truth = manifest.select([schema.IMAGE_ID, schema.LABEL]).rename_columns([schema.IMAGE_ID, "true"])
-    keep = [schema.IMAGE_ID, schema.URI, schema.LABEL, "confidence", "status", "error", "header_body_part"]
-    keep += ["header_class", "header_agrees"]
-    keep += [c for c in ("probabilities", "ood_score", "abstain_reason") if c in labels.column_names]
-    # A dict join, not Table.join: Arrow's hash join cannot carry the list column ``probabilities``.
-    by_id = {r[schema.IMAGE_ID]: r for r in labels.select(keep).to_pylist()}
     classes = _classes_from(labels, truth)
-    rows = []
-    for t in truth.to_pylist():
-        r = {**by_id.get(t[schema.IMAGE_ID], {}), **t}
-        rows.append(
-            {
-                "image_id": r[schema.IMAGE_ID],
-                "uri": r.get(schema.URI) or "",
-                "true": r["true"],
-                "pred": r.get(schema.LABEL),
-                "confidence": r.get("confidence"),
-                "status": r.get("status") or "missing",
-                "error": r.get("error"),
-                "header_body_part": r.get("header_class") or r.get("header_body_part"),
-                "header_agrees": r.get("header_agrees"),
-                "probabilities": r.get("probabilities"),
-                "ood_score": r.get("ood_score"),
-                "abstain_reason": r.get("abstain_reason"),
-            }
-        )
+    rows = _report_rows(labels, truth)
     known = set(classes)
     scored = [r for r in rows if r["true"] in known]
     metrics = compute_metrics([r["true"] for r in scored], [r["pred"] for r in scored], classes)
@@ -117,14 +80,74 @@ def evaluate(
     metrics["manifest"] = str(manifest_uri)
     metrics["rows_without_label_row"] = sum(1 for r in rows if r["status"] == "missing")
     metrics["ground_truth_outside_model_classes"] = len(rows) - len(scored)
-    disagreements = [r for r in rows if r.get("header_agrees") is False]
-    metrics["header_disagreements"] = len(disagreements)
+    sections = _sections(rows)
+    metrics["header_disagreements"] = len(sections[_DISAGREE])
     trust, reliabilities = trust_metrics(rows, bundle.classes if bundle is not None else None, temperature)
     metrics.update(trust)
     metrics["reliability"] = {k: v.to_json() for k, v in reliabilities.items()}
+    extra = {k: v for k, v in sections.items() if v} or None
+    write_report(
+        out_dir, metrics, rows, thumbnail=thumbnail, title=f"scanlabel evaluation — {model_id}", extra_sections=extra
+    )
+    return metrics
+
+
+def _pick_model_id(labels: pa.Table, labels_dir: str, bundle, model_id: str | None, model: str | None) -> str:
+    """The model whose labels are evaluated: the bundle's, the one asked for, or the latest to write."""
+    model_ids = sorted(set(labels.column("model_id").to_pylist()))
+    if bundle is not None:
+        if bundle.model_id not in model_ids:
+            raise errors.BundleError(
+                f"--model {model} is model_id {bundle.model_id}, but {labels_dir} holds labels of {model_ids}"
+            )
+        if model_id is not None and model_id != bundle.model_id:
+            raise errors.BundleError(f"--model-id {model_id} contradicts --model {model} ({bundle.model_id})")
+        return bundle.model_id
+    if model_id is not None:
+        return model_id
+    if len(model_ids) > 1:
+        latest = pc.max(labels.column("labeled_at")).as_py()
+        return labels.filter(pc.equal(labels.column("labeled_at"), latest)).column("model_id")[0].as_py()
+    return model_ids[0]
+
+
+def _report_rows(labels: pa.Table, truth: pa.Table) -> list[dict[str, Any]]:
+    """One report row per ground-truth image, ``missing`` where the labels dataset has none."""
+    keep = [schema.IMAGE_ID, schema.URI, schema.LABEL, "confidence", "status", "error", "header_body_part"]
+    keep += ["header_class", "header_agrees"]
+    keep += [c for c in ("probabilities", "ood_score", "abstain_reason") if c in labels.column_names]
+    # A dict join, not Table.join: Arrow's hash join cannot carry the list column ``probabilities``.
+    by_id = {r[schema.IMAGE_ID]: r for r in labels.select(keep).to_pylist()}
+    rows = []
+    for t in truth.to_pylist():
+        r = {**by_id.get(t[schema.IMAGE_ID], {}), **t}
+        rows.append(
+            report_row(
+                image_id=r[schema.IMAGE_ID],
+                uri=r.get(schema.URI) or "",
+                true=r["true"],
+                pred=r.get(schema.LABEL),
+                confidence=r.get("confidence"),
+                status=r.get("status") or "missing",
+                error=r.get("error"),
+                header_body_part=r.get("header_class") or r.get("header_body_part"),
+                header_agrees=r.get("header_agrees"),
+                probabilities=r.get("probabilities"),
+                ood_score=r.get("ood_score"),
+                abstain_reason=r.get("abstain_reason"),
+            )
+        )
+    return rows
+
+
+_DISAGREE = "DICOM header disagrees with the pixels"
+
+
+def _sections(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows worth a look, by why: the report shows each non-empty list as its own section."""
     body_parts = {r["true"] for r in rows if r["true"] != schema.OTHER_LABEL}
-    sections = {
-        "DICOM header disagrees with the pixels": disagreements,
+    return {
+        _DISAGREE: [r for r in rows if r.get("header_agrees") is False],
         "Non-radiographs ('other') labelled as a body part": [
             r for r in rows if r["true"] == schema.OTHER_LABEL and r["pred"] in body_parts
         ],
@@ -132,11 +155,6 @@ def evaluate(
             r for r in rows if r["true"] != schema.OTHER_LABEL and r["pred"] == schema.OTHER_LABEL
         ],
     }
-    extra = {k: v for k, v in sections.items() if v} or None
-    write_report(
-        out_dir, metrics, rows, thumbnail=thumbnail, title=f"scanlabel evaluation — {model_id}", extra_sections=extra
-    )
-    return metrics
 
 
 def _classes_from(labels: pa.Table, truth: pa.Table) -> list[str]:

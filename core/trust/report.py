@@ -40,6 +40,30 @@ CONFUSION_FILE = "confusion_matrix.png"
 RELIABILITY_FILE = "reliability.png"
 REPORT_FILE = "report.html"
 
+# The columns of one report row, in order: what ``scanlabel evaluate`` and training's validation report both write.
+ROW_KEYS = (
+    "image_id",
+    "uri",
+    "true",
+    "pred",
+    "confidence",
+    "status",
+    "error",
+    "header_body_part",
+    "header_agrees",
+    "probabilities",
+    "ood_score",
+    "abstain_reason",
+)
+
+
+def report_row(**values: object) -> dict[str, object]:
+    """One row of a report: every key of :data:`ROW_KEYS` (None where not given), nothing else."""
+    unknown = set(values) - set(ROW_KEYS)
+    if unknown:
+        raise ValueError(f"not report columns: {sorted(unknown)}")
+    return {k: values.get(k) for k in ROW_KEYS}
+
 
 # --- atomic writes ------------------------------------------------------------------------------------------
 def _write_atomic(path: Path, data: bytes) -> None:
