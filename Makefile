@@ -20,11 +20,11 @@ demo: $(STAMP)
 	@$(BIN)/scanlabel demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/ruff check core cluster jobs tests
+	$(BIN)/ruff check core cluster jobs tests benchmarks
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check core cluster jobs tests
+	$(BIN)/ruff check core cluster jobs tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python -m jobs.bench label

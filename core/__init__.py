@@ -7,7 +7,8 @@
 - :mod:`core.labeling`: rows to labels, the labels dataset's commit protocol, the lease, run history
 - :mod:`core.trust`: confidence and abstention, evaluation, review, drift, reports
 - :mod:`core.synthetic`: phantoms, non-radiographs and sample archives for offline runs
-- :mod:`core.errors` (per-row error codes) and :mod:`core.progress` (progress records) are shared by all.
+- :mod:`core.errors` (per-row error codes), :mod:`core.progress` (progress records) and :mod:`core.options`
+  (options declared once for the API and the CLI) are shared by all.
 
 Nothing here imports Ray (a test holds us to that).
 """

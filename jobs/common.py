@@ -128,3 +128,46 @@ def invoke(
 
 if __name__ == "__main__":  # pragma: no cover - `python -m jobs.common` is not a command
     sys.exit(EXIT_USAGE)
+
+
+def _typed(convert):
+    """argparse reports a ValueError from ``type`` as a bare "invalid value": keep the option's own message."""
+
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def add_option_arguments(p: argparse.ArgumentParser, cls: type) -> None:
+    """A flag for every field of ``cls`` declared with :func:`core.options.option`."""
+    from core.options import cli_fields
+
+    for name, default, cli in cli_fields(cls):
+        flag, negative = cli.pop("flag"), cli.pop("negative", None)
+        cli.pop("convert", None)
+        if "type" in cli:
+            cli["type"] = _typed(cli["type"])
+        if negative is not None:  # a pair of flags, e.g. --resume (the default) / --relabel
+            group = p.add_mutually_exclusive_group()
+            group.add_argument(negative, dest=name, action="store_false", default=default, help="the default")
+            group.add_argument(flag, dest=name, action="store_true", help=cli["help"])
+            continue
+        if not cli.get("required"):
+            cli["default"] = list(default) if cli.get("action") == "append" else default
+        p.add_argument(flag, dest=name, **cli)
+
+
+def options_from_args(cls: type, args: argparse.Namespace):
+    """The ``cls`` instance the parsed flags declare (the same declarations built the parser)."""
+    from core.options import cli_fields
+
+    values = {}
+    for name, _, cli in cli_fields(cls):
+        value = getattr(args, name)
+        values[name] = cli["convert"](value) if "convert" in cli else value
+    return cls(**values)

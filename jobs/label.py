@@ -5,41 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.common import run_main
-
-
-def _typed(convert):
-    """argparse reports a ValueError from ``type`` as a bare "invalid value": keep the option's own message."""
-
-    def parse(text: str):
-        try:
-            return convert(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from e
-
-    parse.__name__ = getattr(convert, "__name__", "value")
-    return parse
+from jobs.common import add_option_arguments, options_from_args, run_main
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Every option of :class:`core.labeling.options.LabelOptions` that has a CLI declaration, plus the job's own."""
-    from core.labeling.options import LabelOptions, cli_fields
+    """Every option :class:`core.labeling.options.LabelOptions` declares for the CLI, plus the job's own."""
+    from core.labeling.options import LabelOptions
 
-    defaults = LabelOptions.__dataclass_fields__
-    for name, cli in cli_fields():
-        flag, negative = cli.pop("flag"), cli.pop("negative", None)
-        cli.pop("convert", None)
-        if "type" in cli:
-            cli["type"] = _typed(cli["type"])
-        default = defaults[name].default
-        if negative is not None:  # a pair of flags: --resume (the default) / --relabel
-            group = p.add_mutually_exclusive_group()
-            group.add_argument(negative, dest=name, action="store_false", default=default, help="the default")
-            group.add_argument(flag, dest=name, action="store_true", help=cli["help"])
-            continue
-        if not cli.get("required"):
-            cli["default"] = list(default) if cli.get("action") == "append" else default
-        p.add_argument(flag, dest=name, **cli)
+    add_option_arguments(p, LabelOptions)
     p.add_argument(
         "--summary-json",
         default=None,
@@ -49,15 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def options_from_args(args: argparse.Namespace):
-    """The :class:`LabelOptions` the parsed flags declare (the same declarations built the parser)."""
-    from core.labeling.options import LabelOptions, cli_fields
+def label_options(args: argparse.Namespace):
+    """The :class:`LabelOptions` the parsed flags declare."""
+    from core.labeling.options import LabelOptions
 
-    values = {}
-    for name, cli in cli_fields():
-        value = getattr(args, name)
-        values[name] = cli["convert"](value) if "convert" in cli else value
-    return LabelOptions(**values)
+    return options_from_args(LabelOptions, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from jobs.common import EXIT_TERMINATED, Terminated
 
     try:
-        summary = run_label(options_from_args(args))
+        summary = run_label(label_options(args))
     except (ErrorRateExceeded, DriftDetected) as e:
         print(f"scanlabel: error: {e}", file=sys.stderr)
         write_summary_json(args, e.summary, e.exit_code, str(e))

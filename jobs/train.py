@@ -5,59 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.common import run_main
-
-
-def _modalities(text: str) -> list[str]:
-    from core.readers.scope import normalize_modalities
-
-    try:
-        return list(normalize_modalities(text) or ())
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
+from jobs.common import add_option_arguments, options_from_args, run_main
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", required=True, help="Parquet manifest with uri, image_id, label")
-    p.add_argument("--out", required=True, help="bundle directory to write (local, s3:// or gs://)")
-    p.add_argument("--backbone", default="efficientnet_b0")
-    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a weights file")
-    p.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--head-epochs", type=int, default=3, help="epochs on the frozen base before fine-tuning")
-    p.add_argument("--fine-tune-blocks", type=int, default=2, help="top blocks of the base to unfreeze")
-    p.add_argument("--batch-size", type=int, default=32, help="per worker")
-    p.add_argument("--lr", type=float, default=1e-3, help="base LR for a global batch of 64 (scaled linearly)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patience", type=int, default=4, help="early stopping on validation macro-F1")
-    p.add_argument("--label-map", default=None, help="JSON mapping source labels onto model classes")
-    p.add_argument(
-        "--modalities",
-        type=_modalities,
-        default=None,
-        metavar="CR,DX,RG",
-        help="DICOM modalities the model is for, recorded in the bundle; labeling skips other modalities as "
-        "out_of_scope (default: CR,DX,RG, projection radiography)",
-    )
-    p.add_argument(
-        "--target-abstention",
-        type=float,
-        default=0.01,
-        help="share of in-domain validation images allowed to abstain when the bundle's min_confidence and "
-        "max_ood_score are fitted (default 0.01)",
-    )
-    p.add_argument(
-        "--ood-method",
-        default="auto",
-        choices=("auto", "p_other", "mahalanobis", "energy", "max_logit", "msp"),
-        help="the ood_score labeling writes: auto = p_other (the learnt 'other' class) when the manifest has "
-        "'other' rows, else mahalanobis (feature distance to the training split)",
-    )
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
-    p.add_argument("--xla", action="store_true", help="compile the train step with XLA")
+    """Every option :class:`core.training.TrainConfig` declares for the CLI, then how and where it runs."""
+    from core.training import TrainConfig
+
+    add_option_arguments(p, TrainConfig)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--gpus-per-worker", type=float, default=0)
     p.add_argument("--cpus-per-worker", type=int, default=None)
@@ -74,45 +29,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the interrupted run --run-name under --storage from its latest checkpoint",
     )
-    p.add_argument(
-        "--stop-after-epoch",
-        type=int,
-        default=None,
-        help="pause after this epoch (checkpoint kept, no bundle yet); continue later with --resume",
-    )
     p.add_argument("--max-failures", type=int, default=2, help="worker failures tolerated (restart from checkpoint)")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
 
 
 def config_from_args(args: argparse.Namespace):
+    """The :class:`TrainConfig` the parsed flags declare."""
     from core.training import TrainConfig
 
-    return TrainConfig(
-        manifest=args.manifest,
-        out=args.out,
-        backbone=args.backbone,
-        weights=None if str(args.weights).lower() == "none" else args.weights,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        head_epochs=args.head_epochs,
-        fine_tune_blocks=args.fine_tune_blocks,
-        batch_size=args.batch_size,
-        base_lr=args.lr,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        augment=not args.no_augment,
-        class_weighting=not args.no_class_weights,
-        patience=args.patience,
-        label_map=args.label_map,
-        mixed_precision=args.mixed_precision,
-        xla=args.xla,
-        steps_per_epoch=args.steps_per_epoch,
-        stop_after_epoch=args.stop_after_epoch,
-        modalities=args.modalities,
-        target_abstention=args.target_abstention,
-        ood_method=args.ood_method,
-    )
+    return options_from_args(TrainConfig, args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ ALLOWED = {
     "training": {"io", "readers", "model", "trust"},
     "synthetic": {"io", "readers", "model", "trust.confidence"},
 }
-SHARED = {"errors", "progress"}
+SHARED = {"errors", "progress", "options"}
 
 
 def _modules(top: str) -> list[pathlib.Path]:

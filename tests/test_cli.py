@@ -57,3 +57,49 @@ def test_jobs_run_as_modules():
             [sys.executable, "-m", f"jobs.{name}", "--help"], capture_output=True, text=True, timeout=120
         )
         assert r.returncode == 0 and "usage" in r.stdout, (name, r.stderr[-500:])
+
+
+def test_label_and_train_flags_are_the_option_declarations():
+    """The CLI and the Python API share one declaration per option: same flags, same defaults, same values."""
+    import argparse
+
+    from core.labeling.options import LabelOptions
+    from core.options import cli_fields
+    from core.training import TrainConfig
+    from jobs import label, train
+
+    cases = [
+        (LabelOptions, label.add_arguments, label.label_options, ["--manifest", "m", "--model", "b", "--out", "o"]),
+        (TrainConfig, train.add_arguments, train.config_from_args, ["--manifest", "m", "--out", "o"]),
+    ]
+    for cls, add, build, required in cases:
+        parser = argparse.ArgumentParser()
+        add(parser)
+        flags = {s for a in parser._actions for s in a.option_strings}
+        assert {cli["flag"] for _, _, cli in cli_fields(cls)} <= flags
+        built = build(parser.parse_args(required))
+        given = {"manifest": "m", "model": "b", "out": "o"}
+        api = cls(**{k: v for k, v in given.items() if k in cls.__dataclass_fields__})
+        assert built == api, cls.__name__
+    parser = argparse.ArgumentParser()
+    label.add_arguments(parser)
+    opts = label.label_options(
+        parser.parse_args(
+            [
+                "--manifest",
+                "m",
+                "--model",
+                "b",
+                "--out",
+                "o",
+                "--relabel",
+                "--allowed-root",
+                "/a",
+                "--allowed-root",
+                "/b",
+                "--keep-columns",
+                "x, y",
+            ]
+        )
+    )
+    assert opts.relabel is True and opts.allowed_roots == ("/a", "/b") and opts.keep_columns == ("x", "y")

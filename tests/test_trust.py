@@ -276,10 +276,10 @@ def test_old_bundle_without_trust_labels_without_abstention_and_warns_once(tiny_
 def test_label_cli_passes_threshold_overrides():
     import argparse
 
-    from jobs.label import add_arguments, options_from_args
+    from jobs.label import add_arguments, label_options
 
     p = argparse.ArgumentParser()
     add_arguments(p)
     args = p.parse_args(["--manifest", "m", "--model", "b", "--out", "o", "--min-confidence", "0.7"])
-    opts = options_from_args(args)
+    opts = label_options(args)
     assert opts.min_confidence == 0.7 and opts.max_ood_score is None

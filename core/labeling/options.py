@@ -1,32 +1,19 @@
-"""The labeling job's options, declared once: the Python API's dataclass and the CLI's flags come from here.
+"""The labeling job's options, declared once: the Python API's dataclass and ``scanlabel label``'s flags.
 
-Each field's ``metadata["cli"]`` says how ``scanlabel label`` exposes it (flag, help, type); fields without it are
-Python-API-only tuning knobs.  ``jobs/label.py`` builds its argparse parser and the :class:`LabelOptions` from
-these declarations (:func:`cli_fields`), so a new option is one field here and nothing else.
+Fields made with :func:`core.options.option` are on the command line too; the others are API-only tuning knobs.
 """
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, dataclass
 
 from core.labeling.lease import DEFAULT_TIMEOUT_S as LEASE_TIMEOUT_S
+from core.options import option
 from core.readers.scope import normalize_modalities
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
-
-
-def option(default: Any, flag: str, help: str, **argparse_kw: Any) -> Any:
-    """A field exposed as ``flag`` on the CLI; ``argparse_kw`` go to ``add_argument`` (``type``, ``choices``, ...).
-
-    ``convert`` (in ``argparse_kw``) turns the parsed value into the field's value (e.g. a list into a tuple);
-    ``negative`` names the flag that sets a boolean back to its default; ``default=MISSING`` makes it required."""
-    cli = {"flag": flag, "help": help, **argparse_kw}
-    if default is MISSING:
-        return field(metadata={"cli": {**cli, "required": True}})
-    return field(default=default, metadata={"cli": cli})
 
 
 @dataclass
@@ -138,8 +125,3 @@ class LabelOptions:
         "float32 arithmetic, so labels agree (docs/labeling.md)",
         choices=("auto", "keras", "litert"),
     )
-
-
-def cli_fields() -> list[tuple[str, dict[str, Any]]]:
-    """``(field name, its CLI declaration)`` for every option ``scanlabel label`` exposes, in declaration order."""
-    return [(f.name, dict(f.metadata["cli"])) for f in fields(LabelOptions) if "cli" in f.metadata]

@@ -1,15 +1,16 @@
-"""What a training run is asked to do: :class:`TrainConfig`, the demo's recipe, the phase schedule.
-"""
+"""What a training run is asked to do: :class:`TrainConfig`, the demo's recipe, the phase schedule."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from typing import Any
+
+from core.options import option
 
 REFERENCE_BATCH = 64
 # The model's weights as one .npz of ``model.weights`` in order, like the best weights: Keras's .weights.h5 took
-# 0.2 s of CPU per checkpoint for mobilenet_v3_small (one h5py dataset per variable), the .npz 15 ms (issue 11).
+# 0.2 s of CPU per checkpoint for mobilenet_v3_small (one h5py dataset per variable), the .npz 15 ms.
 CHECKPOINT_WEIGHTS = "weights.npz"
 CHECKPOINT_WEIGHTS_H5 = "weights.weights.h5"  # checkpoints written before: still resumable
 CHECKPOINT_BEST = "best_weights.npz"
@@ -19,42 +20,77 @@ CHECKPOINT_STATE = "state.json"
 VALIDATION_REPORT_DIR = "validation_report"
 
 
+def _weights(text: str) -> str | None:
+    return None if str(text).lower() == "none" else text
+
+
+def _modalities(text: str) -> list[str]:
+    from core.readers.scope import normalize_modalities
+
+    return list(normalize_modalities(text) or ())
+
+
 @dataclass
 class TrainConfig:
-    manifest: str
-    out: str
-    backbone: str = "efficientnet_b0"
-    weights: str | None = "imagenet"
-    image_size: int | None = None
-    epochs: int = 10
-    head_epochs: int = 3
-    fine_tune_blocks: int = 2
-    batch_size: int = 32
-    base_lr: float = 1e-3
+    """What ``scanlabel train`` is asked to do; fields made with :func:`~core.options.option` are its flags."""
+
+    manifest: str = option(MISSING, "--manifest", "Parquet manifest with uri, image_id, label")
+    out: str = option(MISSING, "--out", "bundle directory to write (local, s3:// or gs://)")
+    backbone: str = option("efficientnet_b0", "--backbone", "a registered backbone (core/model/backbones.py)")
+    weights: str | None = option("imagenet", "--weights", "imagenet | none | PATH to a weights file", convert=_weights)
+    image_size: int | None = option(None, "--image-size", "input size (default: the backbone's)", type=int)
+    epochs: int = option(10, "--epochs", "epochs in all (head, then fine-tuning)", type=int)
+    head_epochs: int = option(3, "--head-epochs", "epochs on the frozen base before fine-tuning", type=int)
+    fine_tune_blocks: int = option(2, "--fine-tune-blocks", "top blocks of the base to unfreeze", type=int)
+    batch_size: int = option(32, "--batch-size", "per worker", type=int)
+    base_lr: float = option(1e-3, "--lr", "base LR for a global batch of 64 (scaled linearly)", type=float)
     fine_tune_lr_factor: float = 0.1
     weight_decay: float = 1e-4
-    val_fraction: float = 0.2
-    seed: int = 0
-    augment: bool = True
-    class_weighting: bool = True
-    patience: int = 4
-    label_map: str | None = None
-    mixed_precision: bool = False
-    xla: bool = False
-    steps_per_epoch: int | None = None
+    val_fraction: float = option(0.2, "--val-fraction", "share of the images held out for validation", type=float)
+    seed: int = option(0, "--seed", "seed of the split, the weights and the augmentation", type=int)
+    augment: bool = option(True, "--no-augment", "train without augmentation", action="store_false")
+    class_weighting: bool = option(
+        True, "--no-class-weights", "no inverse-frequency class weights", action="store_false"
+    )
+    patience: int = option(4, "--patience", "early stopping on validation macro-F1", type=int)
+    label_map: str | None = option(None, "--label-map", "JSON mapping source labels onto model classes")
+    mixed_precision: bool = option(False, "--mixed-precision", "mixed_float16 (GPU)", action="store_true")
+    xla: bool = option(False, "--xla", "compile the train step with XLA", action="store_true")
+    steps_per_epoch: int | None = option(None, "--steps-per-epoch", "optimizer steps per epoch", type=int)
     decode_threads: int = 2
     # Batches per worker over which BatchNorm statistics are recomputed after each from-scratch epoch (0: off);
-    # see refresh_batchnorm.
+    # see core.training.distributed.refresh_batchnorm.
     bn_refresh_batches: int = 4
     classes: list[str] | None = None
-    # DICOM modalities the model is for (core/scope.py); recorded in training.json, enforced at labeling.
-    modalities: list[str] | None = None
-    # In-domain validation abstention the trust thresholds are fitted for (core/trust.py), and the OOD score.
-    target_abstention: float = 0.01
-    # "auto": p(other) when the classes include ``other`` (measured best, see core/trust.py), else Mahalanobis.
-    ood_method: str = "auto"
-    # Pause (checkpoint kept, no bundle) once this epoch is done; continue later with --resume.
-    stop_after_epoch: int | None = None
+    # DICOM modalities the model is for (core/readers/scope.py); recorded in training.json, enforced at labeling.
+    modalities: list[str] | None = option(
+        None,
+        "--modalities",
+        "DICOM modalities the model is for, recorded in the bundle; labeling skips other modalities as "
+        "out_of_scope (default: CR,DX,RG, projection radiography)",
+        type=_modalities,
+        metavar="CR,DX,RG",
+    )
+    target_abstention: float = option(
+        0.01,
+        "--target-abstention",
+        "share of in-domain validation images allowed to abstain when the bundle's min_confidence and "
+        "max_ood_score are fitted (default 0.01)",
+        type=float,
+    )
+    ood_method: str = option(
+        "auto",
+        "--ood-method",
+        "the ood_score labeling writes: auto = p_other (the learnt 'other' class) when the manifest has "
+        "'other' rows, else mahalanobis (feature distance to the training split)",
+        choices=("auto", "p_other", "mahalanobis", "energy", "max_logit", "msp"),
+    )
+    stop_after_epoch: int | None = option(
+        None,
+        "--stop-after-epoch",
+        "pause after this epoch (checkpoint kept, no bundle yet); continue later with --resume",
+        type=int,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
