@@ -198,12 +198,10 @@ def _vessel(
             )
 
 
-def _chest(s: _Sketch, rng: np.random.Generator) -> None:
-    tw = _u(rng, 0.85, 0.98)
-    s.ellipse(s.soft, 0, 0.45, tw, 1.5, 1.0)
-    s.poly(s.soft, [(-0.25, -1.0), (0.25, -1.0), (0.3, -0.6), (-0.3, -0.6)], 1.0)
-    s.ellipse(s.soft, 0, -0.72, tw * 1.05, 0.22, 1.0)  # shoulders
-    # Lungs: apex, lateral wall, costophrenic angle, diaphragm dome, mediastinal border.
+def _lung_fields(s: _Sketch, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Both lungs as air: apex, lateral wall, costophrenic angle, diaphragm dome, mediastinal border.
+
+    Returns the lung half-width, apex and base heights, which the ribs, heart and clavicles are placed by."""
     lw = _u(rng, 0.62, 0.75)
     top = _u(rng, -0.78, -0.66)
     base = _u(rng, 0.3, 0.5)
@@ -221,8 +219,13 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
             (side * 0.15, dome + 0.05),
         ]
         s.poly(s.air, pts, 1.0)
-    # Bronchovascular markings: vessel trees branching out of each hilum, tapering towards the periphery.
-    # Vessels are blood, not air, so they take lucency away from the lung they cross.
+    return lw, top, base
+
+
+def _lung_markings(s: _Sketch, rng: np.random.Generator) -> None:
+    """Bronchovascular markings: vessel trees branching out of each hilum, tapering towards the periphery.
+
+    Vessels are blood, not air, so they take lucency away from the lung they cross."""
     vessels = np.zeros_like(s.air)
     for side in (-1, 1):
         for _ in range(int(rng.integers(3, 5))):
@@ -230,22 +233,20 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
             heading = (0.0 if side > 0 else math.pi) + side * _u(rng, -1.2, 1.2)
             _vessel(s, vessels, rng, hilum, heading, 0.035, 0.28, 4)
     s.air *= 1.0 - np.minimum(vessels, 1.0) * np.float32(_u(rng, 0.35, 0.6))
-    # Mediastinum and heart cancel the lung lucency.
+
+
+def _mediastinum(s: _Sketch, rng: np.random.Generator, base: float) -> None:
+    """Mediastinum, heart and aortic knob: soft tissue that cancels the lung lucency in the middle."""
     s.poly(s.air, [(-0.12, -1.0), (0.12, -1.0), (0.14, 0.6), (-0.14, 0.6)], 0.0)
     hx, hy = _u(rng, 0.08, 0.16), base - _u(rng, 0.3, 0.4)
     s.ellipse(s.air, hx, hy, _u(rng, 0.26, 0.34), _u(rng, 0.2, 0.26), 0.0, angle=_u(rng, -25, -10))
     s.ellipse(s.air, -0.08, -0.35, 0.08, 0.22, 0.0)  # aortic knob / SVC
-    # Spine.
-    for k in range(14):
-        y = -0.95 + k * 0.14
-        s.ellipse(s.bone, 0, y, 0.085, 0.05, 0.45)
-    # Posterior ribs: arcs sloping down and out from the spine.
-    n_ribs = int(rng.integers(8, 11))
-    spacing = (base - top) / (n_ribs - 0.5)
-    rib_th = _u(rng, 0.02, 0.03)
-    slope = _u(rng, 14, 24)
-    # A rib is ~1 cm of bone against ~20 cm of trunk: it shows, but far less than the spine or the heart.
-    rib_v = _u(rng, 0.2, 0.35)
+
+
+def _posterior_ribs(
+    s: _Sketch, lw: float, top: float, n_ribs: int, spacing: float, rib_th: float, slope: float, rib_v: float
+) -> None:
+    """Posterior ribs: arcs sloping down and out from the spine, each wrapping round the chest wall."""
     for side in (-1, 1):
         for k in range(n_ribs):
             y = top + 0.02 + k * spacing
@@ -275,6 +276,21 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
                 start=270 if side > 0 else 180,
                 end=360 if side > 0 else 270,
             )
+
+
+def _rib_cage(s: _Sketch, rng: np.random.Generator, lw: float, top: float, base: float) -> None:
+    """Spine, posterior ribs and the fainter anterior ribs: the repeating bony pattern a chest film is
+    recognised by."""
+    for k in range(14):
+        y = -0.95 + k * 0.14
+        s.ellipse(s.bone, 0, y, 0.085, 0.05, 0.45)
+    n_ribs = int(rng.integers(8, 11))
+    spacing = (base - top) / (n_ribs - 0.5)
+    rib_th = _u(rng, 0.02, 0.03)
+    slope = _u(rng, 14, 24)
+    # A rib is ~1 cm of bone against ~20 cm of trunk: it shows, but far less than the spine or the heart.
+    rib_v = _u(rng, 0.2, 0.35)
+    _posterior_ribs(s, lw, top, n_ribs, spacing, rib_th, slope, rib_v)
     # Anterior ribs: fainter (costal cartilage ends them), sloping down towards the sternum.
     for side in (-1, 1):
         for k in range(int(rng.integers(4, 7))):
@@ -285,7 +301,10 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
                 rib_v * 0.5,
                 rib_th * 1.2,
             )
-    # Clavicles.
+
+
+def _shoulder_girdle(s: _Sketch, rng: np.random.Generator, tw: float, top: float) -> None:
+    """Clavicles above the lung apices and humeral heads at the top corners."""
     cy = top - _u(rng, 0.0, 0.06)
     for side in (-1, 1):
         s.line(
@@ -299,9 +318,21 @@ def _chest(s: _Sketch, rng: np.random.Generator) -> None:
             0.92,
             _u(rng, 0.04, 0.055),
         )
-    # Humeral heads at the top corners.
     for side in (-1, 1):
         s.ellipse(s.bone, side * (tw + 0.02), cy + 0.02, 0.12, 0.13, 0.85)
+
+
+def _chest(s: _Sketch, rng: np.random.Generator) -> None:
+    """A PA chest: trunk and shoulders, lungs with vessel markings, mediastinum, rib cage, shoulder girdle."""
+    tw = _u(rng, 0.85, 0.98)
+    s.ellipse(s.soft, 0, 0.45, tw, 1.5, 1.0)
+    s.poly(s.soft, [(-0.25, -1.0), (0.25, -1.0), (0.3, -0.6), (-0.3, -0.6)], 1.0)
+    s.ellipse(s.soft, 0, -0.72, tw * 1.05, 0.22, 1.0)  # shoulders
+    lw, top, base = _lung_fields(s, rng)
+    _lung_markings(s, rng)
+    _mediastinum(s, rng, base)
+    _rib_cage(s, rng, lw, top, base)
+    _shoulder_girdle(s, rng, tw, top)
 
 
 def _abdomen(s: _Sketch, rng: np.random.Generator) -> None:

@@ -347,94 +347,162 @@ def _chart_into(
         _text(img, f"{t * _u(rng, 1, 100):.0f}", (ax0 + t * (ax1 - ax0) - px, ay1 + px * 1.7), px * 0.7, fg, font)
 
 
+def _window_title_bar(
+    img: Image,
+    rng: np.random.Generator,
+    x0: float,
+    y0: float,
+    x1: float,
+    bar: float,
+    bg: np.ndarray,
+    fg: tuple[float, float, float],
+    accent: np.ndarray,
+    font: int,
+) -> float:
+    """A window's title bar: flat or accent-coloured, three window buttons, a title.  Returns the text size
+    in pixels the rest of the window uses."""
+    cv2.rectangle(img, _pt(x0, y0), _pt(x1, y0 + bar), _c(accent if _chance(rng, 0.4) else bg * 0.85), -1)
+    for k in range(3):
+        cv2.circle(
+            img,
+            _pt(x1 - bar * (0.6 + k * 0.9), y0 + bar / 2),
+            max(1, round(bar * 0.25)),
+            _c(_pick(rng, [np.array([0.9, 0.3, 0.3]), np.array([0.9, 0.8, 0.2]), np.array([0.3, 0.8, 0.3]), bg * 0.5])),
+            -1,
+        )
+    px = bar * _u(rng, 0.35, 0.5)
+    _text(img, _sentence(rng, _i(rng, 1, 4)), (x0 + bar * 0.4, y0 + bar * 0.7), px, fg, font)
+    return px
+
+
+def _window_sidebar(
+    img: Image,
+    rng: np.random.Generator,
+    x0: float,
+    x1: float,
+    cy: float,
+    y1: float,
+    px: float,
+    bg: np.ndarray,
+    fg: tuple[float, float, float],
+    dark: bool,
+    font: int,
+) -> float:
+    """A navigation sidebar: a shaded strip with a list of (sometimes iconed) entries.  Returns its width."""
+    side = _u(rng, 0.15, 0.3) * (x1 - x0)
+    cv2.rectangle(img, _pt(x0, cy), _pt(x0 + side, y1), _c(bg * 0.92 if not dark else bg * 1.5), -1)
+    y = cy + px * 2.5
+    while y < y1 - px:
+        if _chance(rng, 0.7):
+            _icon(img, rng, x0 + px * 0.5, y - px, px)
+        _text(img, _word(rng, 3, 10).capitalize(), (x0 + px * 2, y), px * 0.9, fg, font)
+        y += px * _u(rng, 2.0, 3.0)
+    return side
+
+
+def _window_row(
+    img: Image,
+    rng: np.random.Generator,
+    cx0: float,
+    x1: float,
+    y: float,
+    y1: float,
+    px: float,
+    bg: np.ndarray,
+    fg: tuple[float, float, float],
+    accent: np.ndarray,
+    font: int,
+) -> float:
+    """One row of window content - buttons, an input field, a chart, icons, a thumbnail or a line of text -
+    so windows vary as real applications do.  Returns the next row's baseline."""
+    h = img.shape[0]
+    r = rng.random()
+    if r < 0.2:  # button row
+        x = cx0
+        for _ in range(_i(rng, 1, 4)):
+            label = _word(rng, 2, 8).capitalize()
+            bw = _text_width(label, px, font) + px * 2
+            col = accent if _chance(rng, 0.5) else bg * 0.8
+            cv2.rectangle(img, _pt(x, y - px * 1.5), _pt(x + bw, y + px * 0.7), _c(col), -1)
+            _text(img, label, (x + px, y), px, _c(1 - col) if _chance(rng, 0.5) else fg, font)
+            x += bw + px
+        return y + px * 3.5
+    if r < 0.3:  # input field
+        cv2.rectangle(img, _pt(cx0, y - px * 1.5), _pt(cx0 + (x1 - cx0) * _u(rng, 0.3, 0.9), y + px * 0.7), fg, 1)
+        _text(img, _word(rng), (cx0 + px * 0.5, y), px, fg, font)
+        return y + px * 3.5
+    if r < 0.42 and y + 0.3 * h < y1:  # chart panel
+        ch = _u(rng, 0.15, 0.4) * h
+        _chart_into(img, rng, cx0, y, x1 - px, y + ch, fg, font)
+        return y + ch + px * 2
+    if r < 0.52:  # icon grid
+        s = px * _u(rng, 2, 5)
+        for k in range(_i(rng, 2, 8)):
+            _icon(img, rng, cx0 + k * s * 1.4, y - s * 0.6, s)
+        return y + s * 1.6
+    if r < 0.6:  # image thumbnail
+        th = _u(rng, 0.1, 0.3) * h
+        tw = th * _u(rng, 1.0, 1.8)
+        thumb = _photo_scene(rng, max(2, int(th)), max(2, int(tw)))
+        _blit(img, thumb, cx0, y)
+        return y + th + px * 2
+    _fill_text_line(img, rng, cx0, x1 - px, y, px, fg, font)  # text line
+    return y + px * 2.2
+
+
+def _app_window(img: Image, rng: np.random.Generator, dark: bool, font: int) -> None:
+    """One application window, in place: title bar, maybe a sidebar, then rows of content to its bottom."""
+    h, w = img.shape[:2]
+    x0, y0 = _u(rng, -0.05, 0.4) * w, _u(rng, -0.05, 0.3) * h
+    x1, y1 = min(w, x0 + _u(rng, 0.5, 1.1) * w), min(h, y0 + _u(rng, 0.5, 1.1) * h)
+    bg = _color(rng, 0.08, 0.2) if dark else _color(rng, 0.9, 1.0)
+    fg = _c(np.array([0.85] * 3)) if dark else _c(np.array([_u(rng, 0, 0.3)] * 3))
+    accent = _hsv_color(rng, (0.5, 1), (0.5, 1))
+    cv2.rectangle(img, _pt(x0, y0), _pt(x1, y1), _c(bg), -1)
+    bar = max(8.0, _u(rng, 0.03, 0.07) * h)
+    px = _window_title_bar(img, rng, x0, y0, x1, bar, bg, fg, accent, font)
+    cy = y0 + bar
+    side = 0.0
+    if _chance(rng, 0.6):
+        side = _window_sidebar(img, rng, x0, x1, cy, y1, px, bg, fg, dark, font)
+    cx0 = x0 + side + px
+    y = cy + px * 2.5
+    while y < y1 - px * 2:
+        y = _window_row(img, rng, cx0, x1, y, y1, px, bg, fg, accent, font)
+
+
+def _task_bar(img: Image, rng: np.random.Generator) -> None:
+    """A dark strip of icons along the bottom edge, in place, as desktop captures have."""
+    h, w = img.shape[:2]
+    tb = max(6.0, _u(rng, 0.03, 0.06) * h)
+    cv2.rectangle(img, _pt(0, h - tb), _pt(w, h), _c(_color(rng, 0.05, 0.3)), -1)
+    for k in range(_i(rng, 2, 10)):
+        _icon(img, rng, tb * (0.5 + 1.4 * k), h - tb * 0.85, tb * 0.7)
+
+
+def _mouse_pointer(img: Image, rng: np.random.Generator) -> None:
+    """A white arrow with a black outline somewhere on the screen, in place."""
+    h, w = img.shape[:2]
+    x, y = _u(rng, 0, w), _u(rng, 0, h)
+    s = max(6.0, h * 0.03)
+    pts = np.array([_pt(x, y), _pt(x, y + s), _pt(x + s * 0.3, y + s * 0.75), _pt(x + s * 0.7, y + s * 0.7)])
+    cv2.fillPoly(img, [pts], (1.0, 1.0, 1.0))
+    cv2.polylines(img, [pts], True, (0.0, 0.0, 0.0), 1)
+
+
 def _screenshot(rng: np.random.Generator, h: int, w: int) -> Image:
+    """A desktop capture: windows over a wallpaper, maybe a task bar and pointer - screenshots end up in
+    imaging archives next to the studies they document."""
     dark = _chance(rng, 0.3)
     desk = _bokeh(rng, h, w) if _chance(rng, 0.4) else _canvas(h, w, _hsv_color(rng, (0, 0.8), (0.2, 0.9)))
     img = np.ascontiguousarray(desk)
     font = _pick(rng, _BODY_FONTS[:3])
     for _ in range(_i(rng, 1, 3)):
-        x0, y0 = _u(rng, -0.05, 0.4) * w, _u(rng, -0.05, 0.3) * h
-        x1, y1 = min(w, x0 + _u(rng, 0.5, 1.1) * w), min(h, y0 + _u(rng, 0.5, 1.1) * h)
-        bg = _color(rng, 0.08, 0.2) if dark else _color(rng, 0.9, 1.0)
-        fg = _c(np.array([0.85] * 3)) if dark else _c(np.array([_u(rng, 0, 0.3)] * 3))
-        accent = _hsv_color(rng, (0.5, 1), (0.5, 1))
-        cv2.rectangle(img, _pt(x0, y0), _pt(x1, y1), _c(bg), -1)
-        bar = max(8.0, _u(rng, 0.03, 0.07) * h)
-        cv2.rectangle(img, _pt(x0, y0), _pt(x1, y0 + bar), _c(accent if _chance(rng, 0.4) else bg * 0.85), -1)
-        for k in range(3):
-            cv2.circle(
-                img,
-                _pt(x1 - bar * (0.6 + k * 0.9), y0 + bar / 2),
-                max(1, round(bar * 0.25)),
-                _c(
-                    _pick(
-                        rng, [np.array([0.9, 0.3, 0.3]), np.array([0.9, 0.8, 0.2]), np.array([0.3, 0.8, 0.3]), bg * 0.5]
-                    )
-                ),
-                -1,
-            )
-        px = bar * _u(rng, 0.35, 0.5)
-        _text(img, _sentence(rng, _i(rng, 1, 4)), (x0 + bar * 0.4, y0 + bar * 0.7), px, fg, font)
-        cy = y0 + bar
-        side = 0.0
-        if _chance(rng, 0.6):  # sidebar with a list
-            side = _u(rng, 0.15, 0.3) * (x1 - x0)
-            cv2.rectangle(img, _pt(x0, cy), _pt(x0 + side, y1), _c(bg * 0.92 if not dark else bg * 1.5), -1)
-            y = cy + px * 2.5
-            while y < y1 - px:
-                if _chance(rng, 0.7):
-                    _icon(img, rng, x0 + px * 0.5, y - px, px)
-                _text(img, _word(rng, 3, 10).capitalize(), (x0 + px * 2, y), px * 0.9, fg, font)
-                y += px * _u(rng, 2.0, 3.0)
-        cx0 = x0 + side + px
-        y = cy + px * 2.5
-        while y < y1 - px * 2:
-            r = rng.random()
-            if r < 0.2:  # button row
-                x = cx0
-                for _ in range(_i(rng, 1, 4)):
-                    label = _word(rng, 2, 8).capitalize()
-                    bw = _text_width(label, px, font) + px * 2
-                    col = accent if _chance(rng, 0.5) else bg * 0.8
-                    cv2.rectangle(img, _pt(x, y - px * 1.5), _pt(x + bw, y + px * 0.7), _c(col), -1)
-                    _text(img, label, (x + px, y), px, _c(1 - col) if _chance(rng, 0.5) else fg, font)
-                    x += bw + px
-                y += px * 3.5
-            elif r < 0.3:  # input field
-                cv2.rectangle(
-                    img, _pt(cx0, y - px * 1.5), _pt(cx0 + (x1 - cx0) * _u(rng, 0.3, 0.9), y + px * 0.7), fg, 1
-                )
-                _text(img, _word(rng), (cx0 + px * 0.5, y), px, fg, font)
-                y += px * 3.5
-            elif r < 0.42 and y + 0.3 * h < y1:  # chart panel
-                ch = _u(rng, 0.15, 0.4) * h
-                _chart_into(img, rng, cx0, y, x1 - px, y + ch, fg, font)
-                y += ch + px * 2
-            elif r < 0.52:  # icon grid
-                s = px * _u(rng, 2, 5)
-                for k in range(_i(rng, 2, 8)):
-                    _icon(img, rng, cx0 + k * s * 1.4, y - s * 0.6, s)
-                y += s * 1.6
-            elif r < 0.6:  # image thumbnail
-                th = _u(rng, 0.1, 0.3) * h
-                tw = th * _u(rng, 1.0, 1.8)
-                thumb = _photo_scene(rng, max(2, int(th)), max(2, int(tw)))
-                _blit(img, thumb, cx0, y)
-                y += th + px * 2
-            else:  # text line
-                _fill_text_line(img, rng, cx0, x1 - px, y, px, fg, font)
-                y += px * 2.2
-    if _chance(rng, 0.5):  # task bar
-        tb = max(6.0, _u(rng, 0.03, 0.06) * h)
-        cv2.rectangle(img, _pt(0, h - tb), _pt(w, h), _c(_color(rng, 0.05, 0.3)), -1)
-        for k in range(_i(rng, 2, 10)):
-            _icon(img, rng, tb * (0.5 + 1.4 * k), h - tb * 0.85, tb * 0.7)
-    if _chance(rng, 0.4):  # mouse pointer
-        x, y = _u(rng, 0, w), _u(rng, 0, h)
-        s = max(6.0, h * 0.03)
-        pts = np.array([_pt(x, y), _pt(x, y + s), _pt(x + s * 0.3, y + s * 0.75), _pt(x + s * 0.7, y + s * 0.7)])
-        cv2.fillPoly(img, [pts], (1.0, 1.0, 1.0))
-        cv2.polylines(img, [pts], True, (0.0, 0.0, 0.0), 1)
+        _app_window(img, rng, dark, font)
+    if _chance(rng, 0.5):
+        _task_bar(img, rng)
+    if _chance(rng, 0.4):
+        _mouse_pointer(img, rng)
     return img
 
 

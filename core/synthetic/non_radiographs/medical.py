@@ -32,9 +32,13 @@ from core.synthetic.non_radiographs.primitives import (
 )
 
 
-def _ultrasound(rng: np.random.Generator, h: int, w: int) -> Image:
-    """B-mode image: speckle in a fan (curved/phased probe) or rectangle (linear probe) on black."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+def _scan_field(
+    rng: np.random.Generator, h: int, w: int, xx: np.ndarray, yy: np.ndarray
+) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the probe sees: a fan (sector/convex probe) or rectangle (linear probe).
+
+    Returns the field's top row and depth in pixels, its mask, and each pixel's normalised depth and lateral
+    position, which the echo texture and the depth attenuation follow."""
     probe = _pick(rng, ["sector", "sector", "convex", "linear"])
     top = _u(rng, 0.03, 0.15) * h
     depth = h - top - _u(rng, 0.02, 0.1) * h
@@ -53,7 +57,21 @@ def _ultrasound(rng: np.random.Generator, h: int, w: int) -> Image:
         inside = (np.abs(ang) <= half) & (rad >= r0) & (rad <= r0 + depth)
         r_norm = np.clip((rad - r0) / depth, 0, 1)
         theta = (ang + half) / (2 * half)
-    # Echogenicity map: layered tissue, a few anechoic structures, a few bright reflectors.
+    return top, depth, inside, r_norm, theta
+
+
+def _echogenicity(
+    rng: np.random.Generator,
+    xx: np.ndarray,
+    yy: np.ndarray,
+    top: float,
+    depth: float,
+    r_norm: np.ndarray,
+    theta: np.ndarray,
+) -> np.ndarray:
+    """How strongly each pixel echoes: layered tissue, bright fascia lines following the probe's curve, and
+    dark fluid-filled structures with the posterior enhancement sonographers look for."""
+    h, w = xx.shape
     ech = 0.35 + 0.4 * _fractal(rng, h, w, _u(rng, 20, 80), 3)
     for _ in range(_i(rng, 0, 4)):  # bright horizontal-ish layers (fascia, capsule)
         level = _u(rng, 0.05, 0.9)
@@ -66,23 +84,34 @@ def _ultrasound(rng: np.random.Generator, h: int, w: int) -> Image:
         ech = ech * (1 - 0.95 * m)
         shadow = (np.abs(xx - cx) < ax_ * 0.8) & (yy > cy + ay_)
         ech = np.where(shadow, ech * 1.3, ech)
-    speckle = rng.rayleigh(1.0, (h, w)).astype(np.float32)
-    speckle = cv2.GaussianBlur(speckle, (0, 0), sigmaX=_u(rng, 0.6, 2.5), sigmaY=_u(rng, 0.4, 1.2))
-    gain = 1.0 - _u(rng, 0.0, 0.6) * r_norm  # depth attenuation
-    img = np.clip(ech * speckle * gain * _u(rng, 0.45, 0.8), 0, 1)
-    img = np.where(inside, img, 0.0).astype(np.float32)
-    out = np.repeat(img[..., None], 3, axis=2)
-    if _chance(rng, 0.15):  # sepia / tinted display
-        out *= np.array([1.0, 0.9, 0.75], np.float32)
-    if _chance(rng, 0.25):  # colour Doppler box
-        bx, by = _u(rng, 0.3, 0.6) * w, top + _u(rng, 0.2, 0.5) * depth
-        bw_, bh_ = _u(rng, 0.1, 0.3) * w, _u(rng, 0.1, 0.3) * h
-        flow = _smooth(rng, h, w, _u(rng, 8, 25))
-        box = (xx > bx) & (xx < bx + bw_) & (yy > by) & (yy < by + bh_) & inside & (np.abs(flow) > 0.6)
-        red = np.stack([np.clip(flow, 0, 1), np.zeros_like(flow), np.clip(-flow, 0, 1)], -1) * 1.5
-        out = np.where(box[..., None], np.clip(red, 0, 1), out)
-        cv2.rectangle(out, _pt(bx, by), _pt(bx + bw_, by + bh_), (0.8, 0.8, 0.8), 1)
-    # Annotations: text in the corners, depth ticks, a gray bar, a focus marker.
+    return ech
+
+
+def _doppler_box(
+    out: Image,
+    rng: np.random.Generator,
+    xx: np.ndarray,
+    yy: np.ndarray,
+    top: float,
+    depth: float,
+    inside: np.ndarray,
+) -> Image:
+    """A colour Doppler box: red/blue flow inside a gray frame, the one saturated colour on many scans."""
+    h, w = xx.shape
+    bx, by = _u(rng, 0.3, 0.6) * w, top + _u(rng, 0.2, 0.5) * depth
+    bw_, bh_ = _u(rng, 0.1, 0.3) * w, _u(rng, 0.1, 0.3) * h
+    flow = _smooth(rng, h, w, _u(rng, 8, 25))
+    box = (xx > bx) & (xx < bx + bw_) & (yy > by) & (yy < by + bh_) & inside & (np.abs(flow) > 0.6)
+    red = np.stack([np.clip(flow, 0, 1), np.zeros_like(flow), np.clip(-flow, 0, 1)], -1) * 1.5
+    out = np.where(box[..., None], np.clip(red, 0, 1), out)
+    cv2.rectangle(out, _pt(bx, by), _pt(bx + bw_, by + bh_), (0.8, 0.8, 0.8), 1)
+    return out
+
+
+def _ultrasound_annotations(out: Image, rng: np.random.Generator, top: float, depth: float) -> None:
+    """Scanner overlays, in place: settings text in the corners, depth ticks, a gray bar, sometimes a
+    caliper - burnt-in text a classifier must not mistake for a radiograph's markers."""
+    h, w = out.shape[:2]
     font = _pick(rng, _BODY_FONTS[:3])
     px = _u(rng, 0.015, 0.03) * h
     tc = _c(np.array([_u(rng, 0.6, 1.0)] * 3))
@@ -121,6 +150,24 @@ def _ultrasound(rng: np.random.Generator, h: int, w: int) -> Image:
         for p in (a, b):
             cv2.drawMarker(out, _pt(*p), (0.9, 0.9, 0.2), cv2.MARKER_CROSS, max(3, round(px)), 1)
         cv2.line(out, _pt(*a), _pt(*b), (0.9, 0.9, 0.2), 1, cv2.LINE_AA)
+
+
+def _ultrasound(rng: np.random.Generator, h: int, w: int) -> Image:
+    """B-mode image: speckle in a fan (curved/phased probe) or rectangle (linear probe) on black."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    top, depth, inside, r_norm, theta = _scan_field(rng, h, w, xx, yy)
+    ech = _echogenicity(rng, xx, yy, top, depth, r_norm, theta)
+    speckle = rng.rayleigh(1.0, (h, w)).astype(np.float32)
+    speckle = cv2.GaussianBlur(speckle, (0, 0), sigmaX=_u(rng, 0.6, 2.5), sigmaY=_u(rng, 0.4, 1.2))
+    gain = 1.0 - _u(rng, 0.0, 0.6) * r_norm  # depth attenuation
+    img = np.clip(ech * speckle * gain * _u(rng, 0.45, 0.8), 0, 1)
+    img = np.where(inside, img, 0.0).astype(np.float32)
+    out = np.repeat(img[..., None], 3, axis=2)
+    if _chance(rng, 0.15):  # sepia / tinted display
+        out *= np.array([1.0, 0.9, 0.75], np.float32)
+    if _chance(rng, 0.25):
+        out = _doppler_box(out, rng, xx, yy, top, depth, inside)
+    _ultrasound_annotations(out, rng, top, depth)
     return out
 
 
@@ -280,79 +327,96 @@ def _cross_section(rng: np.random.Generator, h: int, w: int) -> Image:
     return out
 
 
-def _micrograph(rng: np.random.Generator, h: int, w: int) -> Image:
-    style = _i(rng, 0, 3)
+def _stained_tissue(rng: np.random.Generator, h: int, w: int) -> Image:
+    """H&E stained tissue: pink stroma, purple nuclei, pale glands - the commonest pathology slide look."""
     s = min(h, w)
-    if style == 0:  # H&E stained tissue: pink stroma, purple nuclei
-        stroma = np.array([0.92, 0.6, 0.75], np.float32) * _u(rng, 0.8, 1.1)
-        img = _mix(np.array([0.97, 0.9, 0.95], np.float32), stroma, _fractal(rng, h, w, _u(rng, 10, 60), 4))
-        nuc = np.array([0.35, 0.2, 0.55], np.float32) * _u(rng, 0.6, 1.2)
-        for _ in range(_i(rng, 50, 900)):
-            r = _u(rng, 0.004, 0.018) * s
+    stroma = np.array([0.92, 0.6, 0.75], np.float32) * _u(rng, 0.8, 1.1)
+    img = _mix(np.array([0.97, 0.9, 0.95], np.float32), stroma, _fractal(rng, h, w, _u(rng, 10, 60), 4))
+    nuc = np.array([0.35, 0.2, 0.55], np.float32) * _u(rng, 0.6, 1.2)
+    for _ in range(_i(rng, 50, 900)):
+        r = _u(rng, 0.004, 0.018) * s
+        cv2.ellipse(
+            img,
+            _pt(_u(rng, 0, w), _u(rng, 0, h)),
+            (max(1, round(r)), max(1, round(r * _u(rng, 0.5, 1)))),
+            _u(rng, 0, 180),
+            0,
+            360,
+            _c(nuc * _u(rng, 0.7, 1.3)),
+            -1,
+        )
+    if _chance(rng, 0.5):  # glands / lumina
+        for _ in range(_i(rng, 1, 6)):
             cv2.ellipse(
                 img,
                 _pt(_u(rng, 0, w), _u(rng, 0, h)),
-                (max(1, round(r)), max(1, round(r * _u(rng, 0.5, 1)))),
+                (max(1, round(_u(rng, 0.03, 0.12) * s)), max(1, round(_u(rng, 0.03, 0.12) * s))),
                 _u(rng, 0, 180),
                 0,
                 360,
-                _c(nuc * _u(rng, 0.7, 1.3)),
+                (0.98, 0.95, 0.97),
                 -1,
             )
-        if _chance(rng, 0.5):  # glands / lumina
-            for _ in range(_i(rng, 1, 6)):
-                cv2.ellipse(
-                    img,
-                    _pt(_u(rng, 0, w), _u(rng, 0, h)),
-                    (max(1, round(_u(rng, 0.03, 0.12) * s)), max(1, round(_u(rng, 0.03, 0.12) * s))),
-                    _u(rng, 0, 180),
-                    0,
-                    360,
-                    (0.98, 0.95, 0.97),
-                    -1,
-                )
-        return _blur(img, _u(rng, 0.3, 1.5))
-    if style == 1:  # fluorescence: coloured blobs on black
-        img = np.zeros((h, w, 3), np.float32)
-        for ch in range(3):
-            if _chance(rng, 0.6) or ch == 2:
-                layer = np.zeros((h, w), np.float32)
-                for _ in range(_i(rng, 5, 150)):
-                    r = _u(rng, 0.005, 0.04) * s
-                    cv2.ellipse(
-                        layer,
-                        _pt(_u(rng, 0, w), _u(rng, 0, h)),
-                        (max(1, round(r)), max(1, round(r * _u(rng, 0.4, 1)))),
-                        _u(rng, 0, 180),
-                        0,
-                        360,
-                        _u(rng, 0.3, 1.0),
-                        -1,
-                    )
-                if _chance(rng, 0.4):  # filaments
-                    for _ in range(_i(rng, 5, 60)):
-                        p = (_u(rng, 0, w), _u(rng, 0, h))
-                        cv2.line(
-                            layer,
-                            _pt(*p),
-                            _pt(p[0] + _u(rng, -0.2, 0.2) * w, p[1] + _u(rng, -0.2, 0.2) * h),
-                            _u(rng, 0.2, 0.7),
-                            1,
-                            cv2.LINE_AA,
-                        )
-                img[..., ch] = _blur(layer, _u(rng, 1, 4))
-        return np.clip(img * _u(rng, 1.0, 2.0), 0, 1)
-    if style == 2:  # blood smear: red discs with pale centres, a few stained leukocytes
-        img = _canvas(h, w, np.array([0.93, 0.88, 0.85], np.float32) * _u(rng, 0.9, 1.05))
-        r = _u(rng, 0.015, 0.04) * s
-        for _ in range(min(int(h * w / (r * r * _u(rng, 3, 12))), 1500)):
-            x, y = _u(rng, 0, w), _u(rng, 0, h)
-            cv2.circle(img, _pt(x, y), max(1, round(r)), (0.85, 0.45, 0.45), -1)
-            cv2.circle(img, _pt(x, y), max(1, round(r * 0.45)), (0.92, 0.7, 0.7), -1)
-        for _ in range(_i(rng, 0, 5)):
-            cv2.circle(img, _pt(_u(rng, 0, w), _u(rng, 0, h)), max(1, round(r * 1.6)), (0.45, 0.3, 0.65), -1)
-        return _blur(img, _u(rng, 0.5, 1.5))
-    # phase contrast / bright field cells: gray with dark rims and bright halos
+    return _blur(img, _u(rng, 0.3, 1.5))
+
+
+def _fluorescence_channel(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """One stain's channel: glowing blobs (nuclei, vesicles), sometimes filaments (cytoskeleton), blurred."""
+    s = min(h, w)
+    layer = np.zeros((h, w), np.float32)
+    for _ in range(_i(rng, 5, 150)):
+        r = _u(rng, 0.005, 0.04) * s
+        cv2.ellipse(
+            layer,
+            _pt(_u(rng, 0, w), _u(rng, 0, h)),
+            (max(1, round(r)), max(1, round(r * _u(rng, 0.4, 1)))),
+            _u(rng, 0, 180),
+            0,
+            360,
+            _u(rng, 0.3, 1.0),
+            -1,
+        )
+    if _chance(rng, 0.4):  # filaments
+        for _ in range(_i(rng, 5, 60)):
+            p = (_u(rng, 0, w), _u(rng, 0, h))
+            cv2.line(
+                layer,
+                _pt(*p),
+                _pt(p[0] + _u(rng, -0.2, 0.2) * w, p[1] + _u(rng, -0.2, 0.2) * h),
+                _u(rng, 0.2, 0.7),
+                1,
+                cv2.LINE_AA,
+            )
+    return _blur(layer, _u(rng, 1, 4))
+
+
+def _fluorescence(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Fluorescence micrograph: coloured structures on black, the blue (nuclear) channel always present."""
+    img = np.zeros((h, w, 3), np.float32)
+    for ch in range(3):
+        if _chance(rng, 0.6) or ch == 2:
+            img[..., ch] = _fluorescence_channel(rng, h, w)
+    return np.clip(img * _u(rng, 1.0, 2.0), 0, 1)
+
+
+def _blood_smear(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Blood smear: packed red discs with pale centres and a few stained leukocytes."""
+    s = min(h, w)
+    img = _canvas(h, w, np.array([0.93, 0.88, 0.85], np.float32) * _u(rng, 0.9, 1.05))
+    r = _u(rng, 0.015, 0.04) * s
+    for _ in range(min(int(h * w / (r * r * _u(rng, 3, 12))), 1500)):
+        x, y = _u(rng, 0, w), _u(rng, 0, h)
+        cv2.circle(img, _pt(x, y), max(1, round(r)), (0.85, 0.45, 0.45), -1)
+        cv2.circle(img, _pt(x, y), max(1, round(r * 0.45)), (0.92, 0.7, 0.7), -1)
+    for _ in range(_i(rng, 0, 5)):
+        cv2.circle(img, _pt(_u(rng, 0, w), _u(rng, 0, h)), max(1, round(r * 1.6)), (0.45, 0.3, 0.65), -1)
+    return _blur(img, _u(rng, 0.5, 1.5))
+
+
+def _phase_contrast_cells(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Phase contrast / bright field cells: gray with bright halos and dark rims, sometimes seen through an
+    eyepiece; a gray image whose round rims the model must not read as bone."""
+    s = min(h, w)
     g = 0.5 + 0.1 * _fractal(rng, h, w, 80, 2)
     for _ in range(_i(rng, 10, 300)):
         x, y, r = _u(rng, 0, w), _u(rng, 0, h), _u(rng, 0.01, 0.05) * s
@@ -385,3 +449,12 @@ def _micrograph(rng: np.random.Generator, h: int, w: int) -> Image:
         m = _ellipse_mask(h, w, (w / 2, h / 2), (r, r), blur=s * 0.02)
         out *= m[..., None]
     return out
+
+
+# Index = the style drawn from ``_i(rng, 0, 3)``; the order is part of the images' reproducibility.
+_MICROGRAPH_STYLES = (_stained_tissue, _fluorescence, _blood_smear, _phase_contrast_cells)
+
+
+def _micrograph(rng: np.random.Generator, h: int, w: int) -> Image:
+    """A microscope image in one of four common looks; none is anatomy, all are medical."""
+    return _MICROGRAPH_STYLES[_i(rng, 0, 3)](rng, h, w)

@@ -277,7 +277,9 @@ def _wood(rng: np.random.Generator, h: int, w: int) -> Image:
     return np.clip(base * (0.65 + 0.45 * grain[..., None]), 0, 1)
 
 
-def _photo_object(rng: np.random.Generator, h: int, w: int) -> Image:
+def _tabletop(rng: np.random.Generator, h: int, w: int) -> tuple[Image, float]:
+    """A blurred room or bokeh behind, usually a wooden or plain table in front: the context product and
+    snapshot photos put objects in.  Returns the image and the table edge's row."""
     img = _bokeh(rng, h, w) if _chance(rng, 0.6) else _indoor(rng, h, w)
     img = _blur(img, _u(rng, 1, 6))
     table_y = _u(rng, 0.5, 0.9) * h
@@ -285,7 +287,165 @@ def _photo_object(rng: np.random.Generator, h: int, w: int) -> Image:
         top = _wood(rng, h, w) if _chance(rng, 0.5) else _canvas(h, w, _hsv_color(rng, (0, 0.5), (0.2, 1.0)))
         yy = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
         _paste(img, top * (0.7 + 0.3 * _gradient(h, w, math.pi / 2)[..., None]), (yy > table_y).astype(np.float32))
-    img = np.ascontiguousarray(img)
+    return np.ascontiguousarray(img), table_y
+
+
+def _cup(
+    img: Image,
+    rng: np.random.Generator,
+    cx: float,
+    base_y: float,
+    size: float,
+    col: np.ndarray,
+    light: tuple[float, float],
+) -> None:
+    """A mug: a side-lit cylinder with a handle and a drink seen through its rim."""
+    h, w = img.shape[:2]
+    cw, ch = size * 0.5, size * _u(rng, 0.6, 1.0)
+    x0, x1 = cx - cw, cx + cw
+    m = _rect_mask(h, w, (x0, base_y - ch), (x1, base_y))
+    cv2.ellipse(m, _pt(cx, base_y), (max(1, round(cw)), max(1, round(cw * 0.25))), 0, 0, 180, 1.0, -1)
+    _paste(img, col[None, None, :] * _cylinder_shade(w, x0, x1, light[0])[..., None], m)
+    cv2.ellipse(
+        img,
+        _pt(cx + cw * 1.05, base_y - ch * 0.5),
+        (max(1, round(cw * 0.35)), max(1, round(ch * 0.3))),
+        0,
+        -90,
+        90,
+        _c(col * 0.7),
+        max(2, round(cw * 0.14)),
+    )
+    cv2.ellipse(img, _pt(cx, base_y - ch), (max(1, round(cw)), max(1, round(cw * 0.25))), 0, 0, 360, _c(col * 0.9), -1)
+    cv2.ellipse(
+        img,
+        _pt(cx, base_y - ch),
+        (max(1, round(cw * 0.88)), max(1, round(cw * 0.2))),
+        0,
+        0,
+        360,
+        _c(_pick(rng, [np.array([0.25, 0.13, 0.05]), col * 0.4, np.array([0.9, 0.85, 0.7])])),
+        -1,
+    )
+
+
+def _bottle(
+    img: Image,
+    rng: np.random.Generator,
+    cx: float,
+    base_y: float,
+    size: float,
+    col: np.ndarray,
+    light: tuple[float, float],
+) -> None:
+    """A bottle: shaded glass body and neck, often with a printed label, the text-on-curve look of products."""
+    h, w = img.shape[:2]
+    bw, bh = size * 0.3, size * _u(rng, 1.2, 2.0)
+    x0, x1 = cx - bw, cx + bw
+    m = _rect_mask(h, w, (x0, base_y - bh * 0.65), (x1, base_y))
+    pts = np.array(
+        [
+            _pt(x0, base_y - bh * 0.65),
+            _pt(x1, base_y - bh * 0.65),
+            _pt(cx + bw * 0.35, base_y - bh * 0.85),
+            _pt(cx + bw * 0.35, base_y - bh),
+            _pt(cx - bw * 0.35, base_y - bh),
+            _pt(cx - bw * 0.35, base_y - bh * 0.85),
+        ]
+    )
+    cv2.fillPoly(m, [pts], 1.0)
+    _paste(img, col[None, None, :] * _cylinder_shade(w, x0, x1, light[0])[..., None], m * _u(rng, 0.6, 1.0))
+    if _chance(rng, 0.7):  # label
+        lab = _color(rng, 0.6, 1.0)
+        cv2.rectangle(img, _pt(x0, base_y - bh * 0.5), _pt(x1, base_y - bh * 0.2), _c(lab), -1)
+        _text(img, _word(rng, 3, 6).upper(), (x0 + 2, base_y - bh * 0.3), bh * 0.08, _c(col * 0.5))
+
+
+def _fruit(
+    img: Image,
+    rng: np.random.Generator,
+    cx: float,
+    base_y: float,
+    size: float,
+    col: np.ndarray,
+    light: tuple[float, float],
+) -> None:
+    """A fruit or ball: a sphere shaded by the scene's light, with a specular highlight."""
+    h, w = img.shape[:2]
+    lx, ly = light
+    r = size * 0.45
+    shade = _shaded_disc(h, w, cx, base_y - r, r, (lx, ly))
+    _paste(img, col[None, None, :] * shade[..., None] + 0.0, (shade > 0).astype(np.float32))
+    hl = _ellipse_mask(h, w, (cx + lx * r * 0.5, base_y - r + ly * r * 0.5), (r * 0.15, r * 0.15), blur=r * 0.1)
+    _paste(img, _canvas(h, w, 1.0), hl * 0.7 * (shade > 0))
+
+
+def _bowl(
+    img: Image,
+    rng: np.random.Generator,
+    cx: float,
+    base_y: float,
+    size: float,
+    col: np.ndarray,
+    light: tuple[float, float],
+) -> None:
+    """A bowl or plate seen from above the table: two flat ellipses, no random draws of its own."""
+    r = size * 0.7
+    cv2.ellipse(
+        img,
+        _pt(cx, base_y - r * 0.1),
+        (max(1, round(r)), max(1, round(r * 0.3))),
+        0,
+        0,
+        360,
+        _c(col * 0.85),
+        -1,
+    )
+    cv2.ellipse(
+        img,
+        _pt(cx, base_y - r * 0.15),
+        (max(1, round(r * 0.85)), max(1, round(r * 0.22))),
+        0,
+        0,
+        360,
+        _c(np.clip(col * 1.15, 0, 1)),
+        -1,
+    )
+
+
+def _box(
+    img: Image,
+    rng: np.random.Generator,
+    cx: float,
+    base_y: float,
+    size: float,
+    col: np.ndarray,
+    light: tuple[float, float],
+) -> None:
+    """A book or box: hard straight edges and a lit top face, sometimes a printed title."""
+    bw, bh = size * _u(rng, 0.6, 1.2), size * _u(rng, 0.15, 0.9)
+    cv2.rectangle(img, _pt(cx - bw / 2, base_y - bh), _pt(cx + bw / 2, base_y), _c(col), -1)
+    d = bw * 0.2
+    top = np.array(
+        [
+            _pt(cx - bw / 2, base_y - bh),
+            _pt(cx - bw / 2 + d, base_y - bh - d * 0.6),
+            _pt(cx + bw / 2 + d, base_y - bh - d * 0.6),
+            _pt(cx + bw / 2, base_y - bh),
+        ]
+    )
+    cv2.fillPoly(img, [top], _c(np.clip(col * 1.25, 0, 1)))
+    if _chance(rng, 0.6):
+        _text(img, _word(rng, 3, 8).upper(), (cx - bw * 0.4, base_y - bh * 0.4), bh * 0.2, _c(1 - col))
+
+
+# Index = the object kind drawn from ``_i(rng, 0, 4)``; the order is part of the images' reproducibility.
+_TABLE_OBJECTS = (_cup, _bottle, _fruit, _bowl, _box)
+
+
+def _photo_object(rng: np.random.Generator, h: int, w: int) -> Image:
+    """Close-up of one to four everyday objects on a table, each casting a contact shadow under one light."""
+    img, table_y = _tabletop(rng, h, w)
     lx, ly = _u(rng, -0.7, 0.7), _u(rng, -0.7, 0.1)
     n = _i(rng, 1, 4)
     for k in range(n):
@@ -296,99 +456,7 @@ def _photo_object(rng: np.random.Generator, h: int, w: int) -> Image:
         # Contact shadow.
         sh = _ellipse_mask(h, w, (cx - lx * size * 0.4, base_y), (size * 0.7, size * 0.15), blur=size * 0.12)
         img *= (1 - 0.5 * sh)[..., None]
-        kind = _i(rng, 0, 4)
-        if kind == 0:  # cup / mug
-            cw, ch = size * 0.5, size * _u(rng, 0.6, 1.0)
-            x0, x1 = cx - cw, cx + cw
-            m = _rect_mask(h, w, (x0, base_y - ch), (x1, base_y))
-            cv2.ellipse(m, _pt(cx, base_y), (max(1, round(cw)), max(1, round(cw * 0.25))), 0, 0, 180, 1.0, -1)
-            _paste(img, col[None, None, :] * _cylinder_shade(w, x0, x1, lx)[..., None], m)
-            cv2.ellipse(
-                img,
-                _pt(cx + cw * 1.05, base_y - ch * 0.5),
-                (max(1, round(cw * 0.35)), max(1, round(ch * 0.3))),
-                0,
-                -90,
-                90,
-                _c(col * 0.7),
-                max(2, round(cw * 0.14)),
-            )
-            cv2.ellipse(
-                img, _pt(cx, base_y - ch), (max(1, round(cw)), max(1, round(cw * 0.25))), 0, 0, 360, _c(col * 0.9), -1
-            )
-            cv2.ellipse(
-                img,
-                _pt(cx, base_y - ch),
-                (max(1, round(cw * 0.88)), max(1, round(cw * 0.2))),
-                0,
-                0,
-                360,
-                _c(_pick(rng, [np.array([0.25, 0.13, 0.05]), col * 0.4, np.array([0.9, 0.85, 0.7])])),
-                -1,
-            )
-        elif kind == 1:  # bottle
-            bw, bh = size * 0.3, size * _u(rng, 1.2, 2.0)
-            x0, x1 = cx - bw, cx + bw
-            m = _rect_mask(h, w, (x0, base_y - bh * 0.65), (x1, base_y))
-            pts = np.array(
-                [
-                    _pt(x0, base_y - bh * 0.65),
-                    _pt(x1, base_y - bh * 0.65),
-                    _pt(cx + bw * 0.35, base_y - bh * 0.85),
-                    _pt(cx + bw * 0.35, base_y - bh),
-                    _pt(cx - bw * 0.35, base_y - bh),
-                    _pt(cx - bw * 0.35, base_y - bh * 0.85),
-                ]
-            )
-            cv2.fillPoly(m, [pts], 1.0)
-            _paste(img, col[None, None, :] * _cylinder_shade(w, x0, x1, lx)[..., None], m * _u(rng, 0.6, 1.0))
-            if _chance(rng, 0.7):  # label
-                lab = _color(rng, 0.6, 1.0)
-                cv2.rectangle(img, _pt(x0, base_y - bh * 0.5), _pt(x1, base_y - bh * 0.2), _c(lab), -1)
-                _text(img, _word(rng, 3, 6).upper(), (x0 + 2, base_y - bh * 0.3), bh * 0.08, _c(col * 0.5))
-        elif kind == 2:  # fruit / ball
-            r = size * 0.45
-            shade = _shaded_disc(h, w, cx, base_y - r, r, (lx, ly))
-            _paste(img, col[None, None, :] * shade[..., None] + 0.0, (shade > 0).astype(np.float32))
-            hl = _ellipse_mask(h, w, (cx + lx * r * 0.5, base_y - r + ly * r * 0.5), (r * 0.15, r * 0.15), blur=r * 0.1)
-            _paste(img, _canvas(h, w, 1.0), hl * 0.7 * (shade > 0))
-        elif kind == 3:  # bowl / plate
-            r = size * 0.7
-            cv2.ellipse(
-                img,
-                _pt(cx, base_y - r * 0.1),
-                (max(1, round(r)), max(1, round(r * 0.3))),
-                0,
-                0,
-                360,
-                _c(col * 0.85),
-                -1,
-            )
-            cv2.ellipse(
-                img,
-                _pt(cx, base_y - r * 0.15),
-                (max(1, round(r * 0.85)), max(1, round(r * 0.22))),
-                0,
-                0,
-                360,
-                _c(np.clip(col * 1.15, 0, 1)),
-                -1,
-            )
-        else:  # book / box
-            bw, bh = size * _u(rng, 0.6, 1.2), size * _u(rng, 0.15, 0.9)
-            cv2.rectangle(img, _pt(cx - bw / 2, base_y - bh), _pt(cx + bw / 2, base_y), _c(col), -1)
-            d = bw * 0.2
-            top = np.array(
-                [
-                    _pt(cx - bw / 2, base_y - bh),
-                    _pt(cx - bw / 2 + d, base_y - bh - d * 0.6),
-                    _pt(cx + bw / 2 + d, base_y - bh - d * 0.6),
-                    _pt(cx + bw / 2, base_y - bh),
-                ]
-            )
-            cv2.fillPoly(img, [top], _c(np.clip(col * 1.25, 0, 1)))
-            if _chance(rng, 0.6):
-                _text(img, _word(rng, 3, 8).upper(), (cx - bw * 0.4, base_y - bh * 0.4), bh * 0.2, _c(1 - col))
+        _TABLE_OBJECTS[_i(rng, 0, 4)](img, rng, cx, base_y, size, col, (lx, ly))
     detail = _fractal(rng, h, w, _u(rng, 2, 12), 3)
     return np.clip(img * (1 + _u(rng, 0.05, 0.3) * (detail[..., None] - 0.5)), 0, 1)
 
