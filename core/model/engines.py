@@ -51,7 +51,7 @@ def resolve_engine(requested: str, has_litert_file: bool, gpu: bool) -> str:
             raise ValueError("--engine litert runs on the CPU only; a model actor holding a GPU runs --engine keras")
         if not usable:
             raise ValueError(
-                "--engine litert needs a bundle with model.tflite (saved since issue 9) and the ai-edge-litert "
+                "--engine litert needs a bundle with model.tflite and the ai-edge-litert "
                 "package; re-save the bundle or use --engine keras"
             )
         return "litert"
