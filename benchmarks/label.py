@@ -14,7 +14,7 @@ its return (the session's first, cold run); the steady-state rate is the margina
 T_N/2)`` from a run on the first half of the images and a repeat of the whole run, so start-up, planning and
 the pipeline's fill and drain cancel out (both after the first run, which alone pays for starting the session's
 decode workers; the median ratio of a few pairs).
-A repeat with the same weights in a bundle without trust data gives trust scoring's cost (issue 8: at most 5 %).
+A repeat with the same weights in a bundle without trust data gives trust scoring's cost (target: at most 5 %).
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
 processes took while it ran (from ``/proc/stat`` minus this process tree).  Figures from a busy machine are

@@ -12,7 +12,7 @@ do (:func:`cluster.runtime.start_local_ray`: its lean settings, no dashboard unl
 so the difference is what Ray costs a user.
 ``images_per_s`` times the train steps only; the figure per run is the median over epochs 2..N (the first one
 traces the step function and fills the decode cache).  At least 8 epochs by default: a cost that grows with
-the epochs (issue 11) cannot show in three.
+the epochs cannot show in three.
 
 Costs are also measured in CPU seconds, which a busy machine does not distort the way it distorts wall time:
 the training process's own CPU per trained image (``train_cpu_s`` of each epoch), and every process Ray started

@@ -141,7 +141,8 @@ def _decode(batch: dict[str, Any], cfg, keep: tuple[str, ...], threads: int, **c
 
     # OpenCV starts one thread per core of the machine, whatever Ray granted the task (OMP_NUM_THREADS does not
     # reach its pthreads pool): on 2 cores a decode task took 7 % more CPU per image with its second thread,
-    # competing with the model actor's threads, for the same wall time alone (BENCHMARKS.md, issue 9).
+    # competing with the model actor's threads, for the same wall time alone (docs/deploy.md: threads follow Ray's
+    # grants).
     cv2.setNumThreads(threads)
     out = decode_batch(batch, cfg, **checks)
     for name in keep:  # only the manifest columns the user listed travel to the output
@@ -175,7 +176,7 @@ def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=pr
     keep_schema = pa.schema([table.schema.field(c) for c in opts.keep_columns])
     schema.labels_schema(keep_schema)  # refuses names that collide with label columns
     manifest = table.select([schema.URI, schema.IMAGE_ID, *opts.keep_columns])
-    # One writer at a time (core/lease.py): taken before compaction and planning, so a run that waited plans
+    # One writer at a time (core/labeling/lease.py): taken before compaction and planning, so a run that waited plans
     # against what the previous holder committed; `held` releases it however the run ends.
     lease = held.enter_context(_take_lease(opts, log)) if held is not None else None
     compacted = 0
@@ -288,7 +289,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
     ray.data.DataContext.get_current().wait_for_min_actors_s = 0 if fits else opts.wait_for_actors_s
     # from_blocks (a Ray Data DeveloperAPI) reads each block's metadata here in the driver, where from_arrow runs
     # one remote task per block for it: on a fresh driver, every run's case, those tasks kept the pipeline from
-    # starting for 1.3 s while workers loaded Ray Data's block code (BENCHMARKS.md, issue 9).
+    # starting for 1.3 s while workers loaded Ray Data's block code.
     ds = ray.data.from_blocks(blocks)
     ds = ds.map_batches(
         _decode,
@@ -332,7 +333,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
 
 
 def run_label(opts: LabelOptions, log=None) -> LabelSummary:
-    """Label under the dataset's lease (core/lease.py): taken once the inputs are checked, released however the
+    """Label under the dataset's lease (core/labeling/lease.py): taken once the inputs are checked, released however the
     run ends (raises LeaseHeld when another live run holds it past ``wait_for_lease_s``)."""
     with contextlib.ExitStack() as held:
         return _run_label(opts, log or log_.info, held)
@@ -425,7 +426,7 @@ class ErrorRateExceeded(RuntimeError):
 
 
 class DriftDetected(RuntimeError):
-    """--fail-on-drift: the run's mix, error or abstention rate moved away from its reference (core/drift.py)."""
+    """--fail-on-drift: the run's mix, error or abstention rate moved away from its reference (core/trust/drift.py)."""
 
     exit_code = 4
 

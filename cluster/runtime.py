@@ -32,8 +32,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
 
 
 # Ray's own background work that an embedded one-node Ray pays for and nothing in scanlabel reads: each entry was
-# measured during a Ray Train run on the 2-core development machine (BENCHMARKS.md, issue 11): with the dashboard
-# off too, Ray's own processes went from 5.9 % to 4.3 % of the node's CPU on a quiet machine (5 % to 2 % loaded).
+# measured during a Ray Train run on the 2-core development machine (docs/training.md, "The embedded Ray"): with
+# the dashboard off too, Ray's own processes went from 5.9 % to 4.3 % of the node's CPU on a quiet machine.
 # Set with setdefault before Ray starts (its processes read them from the environment they inherit), so a user's
 # own setting wins.  Only for the Ray this process starts: a cluster the job is submitted to keeps its operator's
 # settings.
@@ -68,7 +68,7 @@ def start_local_ray(
 ) -> None:
     """A fresh embedded Ray on this machine, as every entry point (and the training benchmark) starts it.
 
-    Lean by default (issue 11): :data:`LEAN_LOCAL_RAY_ENV`, and no dashboard unless ``include_dashboard`` or
+    Lean by default (docs/training.md): :data:`LEAN_LOCAL_RAY_ENV`, and no dashboard unless ``include_dashboard`` or
     ``SCANLABEL_RAY_DASHBOARD=1`` asks for it.  The dashboard head and its module processes took 1.1-1.3 % of a
     2-core node during training, idle or not, and nothing in scanlabel reads it: its one user was Ray Train V2's
     PlacementGroupCleaner, which asks the state API every second whether the Train controller is alive, to free

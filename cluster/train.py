@@ -81,7 +81,7 @@ class _Trainer(TensorflowTrainer):
     Train V2 starts a detached PlacementGroupCleaner actor that asks the state API (served by the dashboard)
     every second whether the controller is alive, to free the workers' placement group should the controller
     die while the cluster lives on.  :func:`cluster.runtime.start_local_ray` starts no dashboard by default
-    (issue 11: it cost 1.1-1.3 % of a 2-core node), so there the cleaner could only fail and warn once a second;
+    (it cost 1.1-1.3 % of a 2-core node), so there the cleaner could only fail and warn once a second;
     and an embedded Ray ends with this process anyway.  Everywhere else (a cluster, a caller's own
     ``ray.init``) Ray's callbacks stay as they are.  The hook is Ray's private ``_create_default_callbacks``:
     if a Ray version renames it, nothing breaks, the cleaner simply stays.

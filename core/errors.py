@@ -2,7 +2,7 @@
 
 A bad image must become a row with a short, stable code rather than a crashed job, so every failure inside
 `core/` is raised as :class:`ScanError` carrying one of these codes.  The codes are part of the output
-contract (README documents them); ``TRANSIENT`` lists those worth retrying on the next nightly run.
+contract (docs/dicom.md, "Error codes"); ``TRANSIENT`` lists those worth retrying on the next nightly run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ OUTSIDE_ALLOWED_ROOT = "outside_allowed_root"
 IO_ERROR = "io_error"
 TIMEOUT = "timeout"
 INTERNAL_ERROR = "internal_error"
-# A DICOM object whose Modality / SOP class lies outside the bundle's scope (core/scope.py): not run through the
+# A DICOM object whose Modality / SOP class lies outside the bundle's scope (core/readers/scope.py): not run through the
 # model at all, status "skipped".
 OUT_OF_SCOPE = "out_of_scope"
 

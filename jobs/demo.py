@@ -30,11 +30,11 @@ class Recipe(NamedTuple):
     epochs: int
 
 
-# Measured with compact_resnet at 96 px from scratch (BENCHMARKS.md, "Trustworthy labels", sixth session): the
+# Measured with compact_resnet at 96 px from scratch (BENCHMARKS.md, "Trust figures of the demo's recipe"): the
 # full recipe met abstention <= 2 %, accepted accuracy >= 0.99, ECE <= 0.05, non-radiographs >= 95 % and RG1/RG3
 # in the trainings measured (12 epochs left one training at 0.9899 on the demo's held-out phantoms, 18 gave
-# 0.997); the quick one (the demo's size before 2026-11-27) gives ~3-4 % abstention and ~0.95 accepted accuracy:
-# a model trained from scratch needs images.
+# 0.997); the quick one gives ~3-4 % abstention and ~0.95 accepted accuracy: a model trained from scratch needs
+# images.
 FULL_RECIPE = Recipe(phantoms=8400, other=1260, epochs=18)
 QUICK_RECIPE = Recipe(phantoms=1400, other=210, epochs=24)
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  held-out images   {metrics['n']}  (seed 1, never seen in training)")
     print(f"  held-out accuracy {metrics['accuracy']:.3f}")
     print(f"  held-out macro-F1 {metrics['macro_f1']:.3f}")
-    # Trust figures (core/calibration_metrics.py): over held-out phantoms labelled ok, and the `other` rows.
+    # Trust figures (core/trust/metrics.py): over held-out phantoms labelled ok, and the `other` rows.
     print(f"  abstention on held-out phantoms     {_figure(metrics['abstention_rate'], '.1%')}  (target <= 2%)")
     print(f"  accuracy on accepted phantoms       {_figure(metrics['accuracy_accepted'], '.3f')}  (target >= 0.99)")
     print(

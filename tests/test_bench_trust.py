@@ -1,6 +1,6 @@
 """`python -m jobs.bench trust` at toy size: every held-out row is labelled and scored, figures are rates, and
 pydicom-data's real radiographs are reported (inputs only).  The figures of a 2-epoch model mean nothing; the
-bench's real run is recorded in BENCHMARKS.md."""
+bench's real run is recorded in BENCHMARKS.md, "Trust figures of the demo's recipe"."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def test_non_image_objects_are_no_pixels(corpus, name):
     ],
 )
 def test_with_the_default_scope_non_radiographs_are_out_of_scope(name):
-    """The same objects the corpus decodes above, under the default bundle scope (core/scope.py)."""
+    """The same objects the corpus decodes above, under the default bundle scope (core/readers/scope.py)."""
     from core.readers.scope import DEFAULT_MODALITIES
 
     with pytest.raises(errors.ScanError) as e:

@@ -1,4 +1,4 @@
-"""Issue 5 end to end on a real local Ray: a hostile corpus labelled by the real job, one row per manifest row
+"""Real archives end to end on a real local Ray: a hostile corpus labelled by the real job, one row per manifest row
 with the right status and code, and a planted patient-identifier canary found in no output file and no log."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Scope from the DICOM header (core/scope.py): only projection radiographs reach the model.
+"""Scope from the DICOM header (core/readers/scope.py): only projection radiographs reach the model.
 
 Real objects: every DICOM file pydicom and pydicom-data ship (split by hand in tests/dicom_sets.py), through the
 real decode path, the real classifier and the real label job on a local Ray.

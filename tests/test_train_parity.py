@@ -1,14 +1,15 @@
-"""Two Ray Train workers learn like one (issue 11), at CI size.
+"""Two Ray Train workers learn like one (docs/training.md, "Ray Train"), at CI size.
 
-Before the fix, 2 workers on the demo recipe predicted one class for every validation image through epoch 2
+Without the BatchNorm refresh, 2 workers on the recipe predict one class for every validation image through epoch 2
 (BatchNorm's moving statistics trailing the weights; see core.training.distributed.refresh_batchnorm).  Here: the same
 small run once in one process and once with 2 Ray Train workers; the 2-worker run must have no epoch after the
 first with uniform validation predictions, and its best validation macro-F1 must be close to one worker's.
 
 Tolerance: at this size the validation split holds 42 images (6 per class), so one image predicted differently
 moves macro-F1 by about 0.02-0.04, and the two runs take different steps (half as many, with twice the batch);
-``F1_TOLERANCE`` allows a few images' difference.  The 0.01 of the issue is for the full demo recipe
-(``python -m jobs.bench train-parity``, BENCHMARKS.md), where 280 validation images make it meaningful.
+``F1_TOLERANCE`` allows a few images' difference.  The 0.01 target is for the full-size recipe
+(``python -m jobs.bench train-parity``, BENCHMARKS.md, "Two workers learn like one"), where 280 validation images
+make it meaningful.
 """
 
 from __future__ import annotations

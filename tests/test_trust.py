@@ -1,4 +1,5 @@
-"""Trustworthy labels: calibration, OOD thresholds and abstention (core/trust.py, BatchClassifier.label_batch).
+"""Trustworthy labels: calibration, OOD thresholds and abstention (core/trust/confidence.py,
+BatchClassifier.label_batch).
 
 The fitting functions are checked on constructed cases whose right answer is known; abstention is checked on
 a really trained bundle (the session fixture ``trained_bundle``: phantoms plus generated non-radiographs).

@@ -1,7 +1,7 @@
 """Trust end to end on real DICOM: pydicom's and pydicom-data's objects through the real label job on Ray, with
 bundles trained only on phantoms.
 
-Issue 8's bar: no non-radiograph object gets a body-part label (skipped ``out_of_scope`` from its header, or
+The bar (docs/trust.md): no non-radiograph object gets a body-part label (skipped ``out_of_scope`` from its header, or
 abstained from its pixels), and the two real projection radiographs keep their labels - RG1 (a CR chest) stays
 ``chest`` and RG3 (a CR distal tibia) stays ``leg``, neither abstained.  These files are inputs only: nothing
 was trained or tuned on them.

@@ -76,11 +76,11 @@ LABELS_SCHEMA = pa.schema(
         pa.field("error_detail", pa.string()),
         pa.field("source_format", pa.string()),
         pa.field("header_body_part", pa.string()),  # raw DICOM BodyPartExamined (a code string, not PHI)
-        pa.field("header_class", pa.string()),  # that header mapped onto the model's classes (core/header_map.py)
+        pa.field("header_class", pa.string()),  # that header mapped onto a model class (core/readers/header_map.py)
         pa.field("header_agrees", pa.bool_()),
         pa.field("model_id", pa.string(), nullable=False),
         pa.field("labeled_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        # Trust (issue 8): how far the image lies from what the model was trained on (higher = farther; null
+        # Trust (docs/trust.md): how far the image lies from what the model was trained on (higher = farther; null
         # unless ok), and why an ok row was labelled "other" instead of a body part (null when it was not).
         pa.field("ood_score", pa.float32()),
         pa.field("abstain_reason", pa.string()),

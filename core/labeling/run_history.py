@@ -191,7 +191,7 @@ figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Run history</h1>
 <p>Labels dataset <code>{html.escape(labels)}</code>: {len(runs)} run(s). Drift compares each run with the
-last earlier runs of the same model (see README, "Running it nightly").</p>
+last earlier runs of the same model (see docs/nightly.md, "Drift").</p>
 <table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
 {figures}
 </body></html>

@@ -10,7 +10,7 @@ Compaction decides on content, never on positions: per duplicated key it picks o
 rewrites is re-read right before the rewrite and filtered by that identity.  A row is therefore removed only
 when a strictly newer row of its key was seen, so however compactions and writers interleave (two runs, a
 zombie run that lost its lease), the newest row of every key survives.  The writer-side discipline (one run
-at a time) is the lease in ``core/lease.py``, whose docstring states the whole commit protocol.
+at a time) is the lease in ``core/labeling/lease.py``, whose docstring states the whole commit protocol.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class PartWriter:
 
 
 def remove_stale_temporaries(out: str) -> int:
-    """Delete hidden temporaries a killed run left behind; only the lease holder calls this (core/lease.py), so
+    """Delete hidden temporaries a killed run left behind; only the lease holder calls this (core/labeling/lease.py), so
     no live writer's temporary is removed under it."""
     fs, path = storage.resolve(out)
     removed = 0

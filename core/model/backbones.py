@@ -135,7 +135,7 @@ register_backbone(
 )
 register_backbone(
     BackboneSpec(
-        "compact_resnet",  # no ImageNet weights: for training from scratch (core/compact_resnet.py)
+        "compact_resnet",  # no ImageNet weights: for training from scratch (core/model/compact_resnet.py)
         CompactResNet,
         128,
         32,

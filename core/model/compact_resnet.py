@@ -1,14 +1,14 @@
 """A compact residual network for sites that train from scratch (no pretrained weights reachable).
 
 Keras' applications are ImageNet designs: pretrained, they transfer well; from random weights on a few thousand
-radiographs they learn less.  MobileNetV3-Small, the demo's backbone until 2026-11-27, shrinks a 96-px input to
+radiographs they learn less.  MobileNetV3-Small shrinks a 96-px input to
 24x24 within its first two layers; trained from scratch on the demo's 8,400 phantoms it reached 0.987-0.992
 accepted accuracy on held-out phantoms and called both real radiographs of pydicom-data wrong (a CR chest
 `other`, a CR tibia `arm`).  This network keeps a 48x48 map for its first stage, uses plain 3x3 convolutions with
 BatchNorm and ReLU (He et al., 2016: basic blocks, one per stage, widths 32-64-128-256) and starts each residual
 branch at zero (the last BatchNorm's scale is zero; Goyal et al., 2017), so an untrained network is a chain of
 identities.  At 96 px a training step costs about what MobileNetV3-Small's costs on a CPU; trained the same way it
-reached 0.997-1.000 and labelled both real radiographs right (BENCHMARKS.md, "Trustworthy labels").
+reached 0.997-1.000 and labelled both real radiographs right (BENCHMARKS.md, "Trust figures of the demo's recipe").
 
 It has no ImageNet weights.  ``weights`` may be a weights file saved from this network (``base.save_weights``),
 for example a site's own earlier training; convolution weights do not depend on the input size.

@@ -5,7 +5,7 @@ the model input with :func:`core.model.preprocess.expand`'s numbers, then the mo
 penultimate features that trust scoring reads.  The bundle carries that graph converted to LiteRT
 (``model.tflite``, written by :func:`export_litert` when the bundle is saved, hashed like every other part), so
 a CPU model actor needs neither TensorFlow nor the Keras model: it starts in a fraction of the time and, with
-XNNPACK's kernels, classifies faster than TensorFlow on the same cores (BENCHMARKS.md, issue 9), with
+XNNPACK's kernels, classifies faster than TensorFlow on the same cores (BENCHMARKS.md, "Labeling throughput: PNG"), with
 float32 arithmetic throughout, so the labels do not change (tests/test_inference_equivalence.py holds both
 engines to the Keras model: same top-1, probabilities within 1e-3).
 
@@ -51,7 +51,7 @@ def resolve_engine(requested: str, has_litert_file: bool, gpu: bool) -> str:
             raise ValueError("--engine litert runs on the CPU only; a model actor holding a GPU runs --engine keras")
         if not usable:
             raise ValueError(
-                "--engine litert needs a bundle with model.tflite (saved since issue 9) and the ai-edge-litert "
+                "--engine litert needs a bundle with model.tflite and the ai-edge-litert "
                 "package; re-save the bundle or use --engine keras"
             )
         return "litert"

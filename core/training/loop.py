@@ -143,7 +143,7 @@ def train_epochs(
         bn_refresh_s = time.perf_counter() - t_bn
         val_loss, val_cm = trainer.validate(val)
         record = _epoch_record(epoch, phase, loss_total, train_cm, val_loss, val_cm, elapsed, trainer.setup)
-        # for the training benchmark (cluster/bench_train.py)
+        # for the training benchmark (benchmarks/train.py)
         record.update(train_cpu_s=train_cpu_s, bn_refresh_s=bn_refresh_s, ended_at=time.time(), **last_report_costs)
         trainer.last_val_f1 = round(record["val_macro_f1"], 3)  # shown next to the step progress
         _update_state(state, trainer, record)

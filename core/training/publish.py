@@ -99,7 +99,7 @@ def gather_validation(trainer: Trainer, val: ValShard, n_val: int) -> tuple[np.n
     return gathered[:, :n_classes], [errors.ALL_CODES[c - 1] if c else None for c in code_idx]
 
 
-# --- calibration: temperature, OOD score, abstention thresholds (core/trust.py) -------------------------------
+# --- calibration: temperature, OOD score, abstention thresholds (core/trust/confidence.py) -------------------
 
 
 def calibrate(

@@ -412,7 +412,7 @@ def _pct(value: object) -> str:
 
 
 def _trust_section(metrics: Mapping, reliability_png: bytes | None) -> list[str]:
-    """Calibration, abstention and OOD separation (core/calibration_metrics.py); empty for metrics without."""
+    """Calibration, abstention and OOD separation (core/trust/metrics.py); empty for metrics without."""
     if "coverage" not in metrics:
         return []
     kpis = [
