@@ -122,6 +122,6 @@ class LabelOptions:
         "--engine",
         "who runs the model: litert (the bundle's LiteRT export, XNNPACK, CPU only), keras (TensorFlow; what GPU "
         "actors run), auto (default: litert on CPU actors when the bundle has the export, else keras); same "
-        "float32 arithmetic, so labels agree (docs/labeling.md)",
+        "float32 arithmetic, so labels agree (docs/labels.md)",
         choices=("auto", "keras", "litert"),
     )
