@@ -1,4 +1,4 @@
-"""Reading straight from a PACS: manifests and pixels over DICOMweb, against a real Orthanc (tests/orthanc.py).
+"""Reading straight from a PACS: manifests and pixels over DICOMweb, against a real Orthanc (benchmarks/orthanc.py).
 
 Real DICOM (pydicom's and pydicom-data's test objects, the sample archive's DICOMs) goes in with STOW-RS; the
 manifest comes out of QIDO-RS (or Orthanc's change log), the pixels out of WADO-RS, and the labels must be the
@@ -102,16 +102,18 @@ def test_labels_from_the_server_equal_labels_from_disk(ray_session, tiny_bundle,
     assert _manifest(["--dicomweb", orthanc.dicomweb, "--out", str(web)]) == 0
     web_table = pq.read_table(web)
     web_table = web_table.filter(pa.compute.is_in(web_table.column(schema.IMAGE_ID), pa.array(list(uploaded))))
-    pq.write_table(web_table, web)
-    disk = tmp_path / "disk.parquet"
-    pq.write_table(pa.table({schema.URI: [str(p) for p in uploaded.values()], schema.IMAGE_ID: list(uploaded)}), disk)
-
-    labels = {}
-    for name, manifest in (("web", web), ("disk", disk)):
-        out = tmp_path / f"labels-{name}"
-        summary = run_label(LabelOptions(manifest=str(manifest), model=bundle, out=str(out), batch_size=8))
-        assert summary.done == len(uploaded)
-        labels[name] = {r[schema.IMAGE_ID]: r for r in pq.read_table(out).to_pylist()}
+    # One run over both copies (one Ray Data pipeline, not two): the disk rows' image_id gets a prefix.
+    both = tmp_path / "both.parquet"
+    disk_rows = {schema.URI: [str(p) for p in uploaded.values()], schema.IMAGE_ID: [f"disk:{u}" for u in uploaded]}
+    pq.write_table(pa.concat_tables([web_table.select([schema.URI, schema.IMAGE_ID]), pa.table(disk_rows)]), both)
+    out = tmp_path / "labels"
+    summary = run_label(LabelOptions(manifest=str(both), model=bundle, out=str(out), batch_size=8))
+    assert summary.done == 2 * len(uploaded)
+    rows = pq.read_table(out).to_pylist()
+    labels = {
+        "web": {r[schema.IMAGE_ID]: r for r in rows if not r[schema.IMAGE_ID].startswith("disk:")},
+        "disk": {r[schema.IMAGE_ID][5:]: r for r in rows if r[schema.IMAGE_ID].startswith("disk:")},
+    }
     assert labels["web"].keys() == labels["disk"].keys() == uploaded.keys()
     statuses = set()
     for sop, d in labels["disk"].items():
@@ -127,7 +129,7 @@ def test_labels_from_the_server_equal_labels_from_disk(ray_session, tiny_bundle,
     # The credentials never reached a row, a label file or Ray's logs (workers read them from the environment).
     secret = orthanc.password.encode()
     session_dir = Path(ray_session._private.worker._global_node.get_session_dir_path())
-    written = [p for p in (tmp_path / "labels-web").rglob("*") if p.is_file()]
+    written = [p for p in out.rglob("*") if p.is_file()]
     written += [p for p in (session_dir / "logs").rglob("*") if p.is_file()]
     assert written and not [p for p in written if secret in p.read_bytes()]
 
@@ -234,8 +236,8 @@ def test_wrong_credentials_are_refused_before_any_work(orthanc, uploaded, tiny_b
 
 def test_a_server_that_caps_results_is_an_error_not_a_short_manifest(uploaded, tmp_path):
     """Orthanc's LimitFindInstances truncates a query silently; the walk checks each series' reported count."""
+    from benchmarks.orthanc import Orthanc
     from tests.conftest import free_port
-    from tests.orthanc import Orthanc
 
     capped = Orthanc(tmp_path / "capped", free_port(), free_port(), "u", "p", limit_find_instances=2)
     capped.start()

@@ -1,4 +1,5 @@
-"""A real Orthanc (Debian's ``orthanc`` + ``orthanc-dicomweb``) for the DICOMweb tests, run as a plain process.
+"""A real Orthanc (Debian's ``orthanc`` + ``orthanc-dicomweb``) for the DICOMweb tests and benchmark, run as a
+plain process.
 
 Started from a temporary JSON config on free loopback ports (the package's own service, where one runs, holds
 8042/4242), with HTTP basic auth on and HTTP compression off; stopped by pid.  Uploads go through STOW-RS with
