@@ -142,6 +142,10 @@ def test_pixels_and_errors_of_single_instances(orthanc, uploaded):
     from_server = readers.read_image(uri)
     from_disk = readers.read_image(str(path))
     np.testing.assert_array_equal(from_server.pixels, from_disk.pixels)
+    from core.model.preprocess import PreprocessConfig, preprocess_file  # the training loader's decode
+
+    cfg = PreprocessConfig(image_size=64)
+    np.testing.assert_array_equal(preprocess_file(uri, cfg)[0], preprocess_file(str(path), cfg)[0])
     missing = dicomweb.InstanceRef(orthanc.dicomweb, ds.StudyInstanceUID, ds.SeriesInstanceUID, "1.2.3.4").uri
     with pytest.raises(errors.ScanError) as e:
         readers.read_uri(missing)

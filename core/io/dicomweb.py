@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 from urllib.parse import urlparse
 
@@ -207,7 +207,7 @@ def session_for(url: str, options: HttpOptions) -> requests.Session:
     Keyed by the credential variables as they are now, so a changed environment gets a new session; the
     credentials themselves are read (file included) only when a session is made."""
     env_now = tuple(os.environ.get(v) for v in _CREDENTIAL_VARS)
-    key = (server_key(url), options, env_now)
+    key = (server_key(url), replace(options, breaker_scope=""), env_now)  # one pool per server across runs
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
