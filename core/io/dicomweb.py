@@ -267,13 +267,6 @@ class _Breaker:
 _breaker = _Breaker()
 
 
-def reset_breaker() -> None:
-    """Forget server failures (a new run, or a test that restarted its server)."""
-    with _breaker.lock:
-        _breaker.failures.clear()
-        _breaker.open_until.clear()
-
-
 # --- requests ------------------------------------------------------------------------------------------------
 
 

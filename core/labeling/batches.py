@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,17 +65,7 @@ def decode_batch(
     fmt: list[str | None] = [None] * n
     header: list[str | None] = [None] * n
     header_cls: list[str | None] = [None] * n
-    http = http or dicomweb.HttpOptions()
-
-    def read(uri: str) -> bytes | BaseException:
-        try:
-            access.check_allowed(uri, roots)
-            return readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots, http=http)
-        except Exception as e:  # noqa: BLE001 - handed to the loop below, which turns it into the row's code
-            return e
-
-    remote = any(dicomweb.is_dicomweb(u) for u in uris)
-    sources = dicomweb.in_order(read, uris, http.concurrency) if remote else map(read, uris)
+    sources = _sources(uris, roots, max_bytes, http or dicomweb.HttpOptions())
     for i, (uri, data) in enumerate(zip(uris, sources, strict=True)):
         try:
             if isinstance(data, BaseException):
@@ -105,6 +95,24 @@ def decode_batch(
         "header_body_part": np.asarray(header, dtype=object),
         HEADER_CLASS: np.asarray(header_cls, dtype=object),
     }
+
+
+def _sources(
+    uris: list[str], roots: Sequence[str], max_bytes: int, http: dicomweb.HttpOptions
+) -> Iterator[bytes | BaseException]:
+    """Each row's bytes (or the exception reading it raised), in order; DICOMweb rows are fetched up to
+    ``http.concurrency`` ahead of the decoder, files one at a time as the loop reaches them."""
+
+    def read(uri: str) -> bytes | BaseException:
+        try:
+            access.check_allowed(uri, roots)
+            return readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots, http=http)
+        except Exception as e:  # noqa: BLE001 - handed to decode_batch, which turns it into the row's code
+            return e
+
+    if any(dicomweb.is_dicomweb(u) for u in uris):
+        return dicomweb.in_order(read, uris, http.concurrency)
+    return map(read, uris)
 
 
 def _text(value: Any) -> str | None:
