@@ -102,31 +102,40 @@ def _study_params(modalities: Sequence[str], study_date: str | None) -> dict:
     return params
 
 
-def walk(base: str, options: HttpOptions, modalities: Sequence[str] = (), study_date: str | None = None) -> list:
-    """(instance, modality) for every instance of every matching study, series by series, counts checked."""
-    wanted = {m.upper() for m in modalities}
+def _study_instances(base: str, study_uid: str, options: HttpOptions, wanted: set[str]) -> list:
+    """(instance, modality) of one study's matching series, each series' count checked against the server's."""
     out: list[tuple[InstanceRef, str | None]] = []
-    for study in _paged(f"{base}/studies", _study_params(modalities, study_date), options, STUDY_UID):
-        study_uid = str(_value(study, STUDY_UID))
-        series_url = f"{base}/studies/{study_uid}/series"
-        series_fields = {"includefield": f"{MODALITY},{N_SERIES_INSTANCES}"}
-        for series in _paged(series_url, series_fields, options, SERIES_UID):
-            modality = _value(series, MODALITY)
-            if wanted and str(modality or "").upper() not in wanted:
-                continue
-            series_uid = str(_value(series, SERIES_UID))
-            inst_url = f"{series_url}/{series_uid}/instances"
-            instances = _paged(inst_url, {"includefield": SOP_UID}, options, SOP_UID)
-            expected = _value(series, N_SERIES_INSTANCES)
-            if expected is not None and len(instances) < int(expected):
-                raise ManifestError(
-                    f"the server listed {len(instances)} of the {expected} instances it reports for one series: "
-                    "it caps query results (e.g. Orthanc's LimitFindInstances); raise the cap or the page size"
-                )
-            for item in instances:
-                ref = InstanceRef(base, study_uid, series_uid, str(_value(item, SOP_UID)))
-                out.append((ref, str(modality) if modality else None))
+    series_url = f"{base}/studies/{study_uid}/series"
+    series_fields = {"includefield": f"{MODALITY},{N_SERIES_INSTANCES}"}
+    for series in _paged(series_url, series_fields, options, SERIES_UID):
+        modality = _value(series, MODALITY)
+        if wanted and str(modality or "").upper() not in wanted:
+            continue
+        series_uid = str(_value(series, SERIES_UID))
+        instances = _paged(f"{series_url}/{series_uid}/instances", {"includefield": SOP_UID}, options, SOP_UID)
+        expected = _value(series, N_SERIES_INSTANCES)
+        if expected is not None and len(instances) < int(expected):
+            raise ManifestError(
+                f"the server listed {len(instances)} of the {expected} instances it reports for one series: "
+                "it caps query results (e.g. Orthanc's LimitFindInstances); raise the cap or the page size"
+            )
+        for item in instances:
+            ref = InstanceRef(base, study_uid, series_uid, str(_value(item, SOP_UID)))
+            out.append((ref, str(modality) if modality else None))
     return out
+
+
+def walk(base: str, options: HttpOptions, modalities: Sequence[str] = (), study_date: str | None = None) -> list:
+    """(instance, modality) for every instance of every matching study; studies are walked
+    ``options.concurrency`` at a time (each costs 1 + 1 per series requests, mostly round trips)."""
+    wanted = {m.upper() for m in modalities}
+    studies = _paged(f"{base}/studies", _study_params(modalities, study_date), options, STUDY_UID)
+    uids = [str(_value(study, STUDY_UID)) for study in studies]
+
+    def one(uid: str) -> list:
+        return _study_instances(base, uid, options, wanted)
+
+    return [item for found in dicomweb.in_order(one, uids, options.concurrency) for item in found]
 
 
 # --- Orthanc's change log ------------------------------------------------------------------------------------
