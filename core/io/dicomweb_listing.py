@@ -227,7 +227,12 @@ def list_instances(
 ) -> Listing:
     """A full listing, or (with ``previous``, the cursor of the last manifest) only what arrived since."""
     root = orthanc_root(base, options)
-    last = changes_last(root, options) if root else None  # taken first: arrivals during the walk are re-listed
+    last = None
+    if root:
+        try:
+            last = changes_last(root, options)  # taken first: arrivals during the walk are listed again next time
+        except errors.ScanError:
+            root = None  # an Orthanc whose REST API is closed to us: list it like any other server
     through = _today()
     if previous is None:
         return Listing(walk(base, options, modalities, study_date), METHOD_FULL, through, last)
@@ -299,6 +304,10 @@ def check_study_date(text: str | None) -> str | None:
     return value
 
 
+class ListingFailed(RuntimeError):
+    """The server stopped answering (or refused a request) in the middle of a listing."""
+
+
 @dataclass(frozen=True)
 class DicomwebManifest:
     table: pa.Table  # with the cursor in its metadata
@@ -329,8 +338,11 @@ def build_dicomweb_manifest(
         if study_date:
             raise ManifestError("--study-date and --since-manifest exclude each other (the window comes from it)")
         previous_ids = since_manifest.column(schema.IMAGE_ID).combine_chunks()
-    listing = list_instances(
-        base, options, modalities=modalities, study_date=check_study_date(study_date), previous=previous,
-        method=method, overlap_days=overlap_days,
-    )
+    try:
+        listing = list_instances(
+            base, options, modalities=modalities, study_date=check_study_date(study_date), previous=previous,
+            method=method, overlap_days=overlap_days,
+        )
+    except errors.ScanError as e:  # the server failed mid-listing: nothing is written, the previous cursor stands
+        raise ListingFailed(f"listing {base} failed ({e}); no manifest was written, run it again") from e
     return DicomwebManifest(to_table(listing, base, previous_ids), listing, len(listing.refs))
