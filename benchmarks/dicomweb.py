@@ -78,7 +78,7 @@ def _start_server(out: str, paths: list[str]):
     return server, time.perf_counter() - t0
 
 
-def _listing(server, n: int) -> None:
+def _listing(server, n: int) -> pa.Table:
     from core.io.dicomweb_listing import build_dicomweb_manifest, list_instances
 
     opts = dicomweb.HttpOptions()
