@@ -29,6 +29,7 @@ class _Pacs(BaseHTTPRequestHandler):
     mode = "ok"
     failures_left = 0
     requests: list[str] = []
+    authorization: list[str | None] = []
 
     def log_message(self, *args) -> None:  # keep pytest's output clean
         pass
@@ -43,6 +44,7 @@ class _Pacs(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the standard library's name
         cls = type(self)
         cls.requests.append(self.path)
+        cls.authorization.append(self.headers.get("Authorization"))
         if cls.mode == "down" or cls.failures_left > 0:
             cls.failures_left -= 1
             return self._send(503, b"", "text/plain")
@@ -62,7 +64,7 @@ class _Pacs(BaseHTTPRequestHandler):
 @pytest.fixture
 def pacs():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Pacs)
-    _Pacs.mode, _Pacs.failures_left, _Pacs.requests = "ok", 0, []
+    _Pacs.mode, _Pacs.failures_left, _Pacs.requests, _Pacs.authorization = "ok", 0, [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -125,3 +127,16 @@ def test_tls_is_verified_unless_a_ca_bundle_trusts_the_server(pacs, tmp_path):
     assert _Pacs.requests == []  # the handshake failed: nothing, credentials included, was sent
     dicomweb.check_access(_base(pacs, "https"), dicomweb.HttpOptions(retries=0, ca_bundle=str(cert)))
     assert len(_Pacs.requests) == 1
+
+
+def test_bearer_and_basic_credentials_come_from_the_environment(pacs, tmp_path, monkeypatch):
+    uri = f"dicomweb+{_base(pacs)}/studies/1.2/series/1.2.3/instances/1.2.3.4"
+    for var in (dicomweb.ENV_USER, dicomweb.ENV_PASSWORD, dicomweb.ENV_TOKEN, dicomweb.ENV_CREDENTIALS_FILE):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv(dicomweb.ENV_TOKEN, "tok-123")
+    dicomweb.fetch_instance(uri, 1 << 20, FAST)
+    secret = tmp_path / "pacs.json"
+    secret.write_text('{"username": "svc", "password": "pw"}')
+    monkeypatch.setenv(dicomweb.ENV_CREDENTIALS_FILE, str(secret))  # a file wins over the variables
+    dicomweb.fetch_instance(uri, 1 << 20, FAST)
+    assert _Pacs.authorization == ["Bearer tok-123", "Basic c3ZjOnB3"]  # base64("svc:pw")
