@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from core.errors import ManifestError
-from core.io import access, schema, storage
+from core.io import access, dicomweb, schema, storage
 from core.io.manifests import read_manifest
 from core.labeling import store as labels_store
 from core.labeling.batches import BatchClassifier, decode_batch
@@ -170,6 +170,7 @@ def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=pr
     _check_trust_overrides(opts, bundle)
     _check_engine(opts, bundle)
     table = schema.validate_manifest(read_manifest(opts.manifest))
+    dicomweb.preflight(table.column(schema.URI), http_options(opts))  # wrong credentials: refused before any work
     missing = [c for c in opts.keep_columns if c not in table.column_names]
     if missing:
         raise ManifestError(f"--keep-columns {missing} are not in the manifest (it has {table.column_names})")
@@ -260,7 +261,17 @@ def _default_tf_threads(opts: LabelOptions, n_actors: int, gpus_per_actor: float
     return max(1, cpus // max(1, n_actors))
 
 
-def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[str, str] | None = None):
+def http_options(opts: LabelOptions, run_id: str = "") -> dicomweb.HttpOptions:
+    """How decode tasks talk to DICOMweb servers (credentials are not here: workers read them from their
+    environment, so they never travel as task arguments)."""
+    return dicomweb.HttpOptions(
+        ca_bundle=opts.ca_bundle, concurrency=max(1, opts.dicomweb_concurrency), breaker_scope=run_id
+    )
+
+
+def build_dataset(
+    opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[str, str] | None = None, run_id: str = ""
+):
     """The Ray Data pipeline over the rows to do (lazy: nothing runs until it is iterated)."""
     import ray
 
@@ -301,6 +312,7 @@ def build_dataset(opts: LabelOptions, todo: pa.Table, bundle, header_map: dict[s
             "max_pixels": opts.max_pixels,
             "header_map": header_map,
             "modalities": opts.modalities or bundle.modalities,
+            "http": http_options(opts, run_id),
             **({"max_bytes": opts.max_bytes} if opts.max_bytes else {}),
         },
         batch_size=bs,
@@ -359,11 +371,12 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
     from cluster.runtime import ensure_ray
 
     ensure_ray(opts.address)
-    ds, n_actors, gpus_per_actor = build_dataset(opts, plan.todo, bundle, prep.header_map)
+    run_id = prep.lease.run_id if prep.lease else uuid.uuid4().hex[:12]
+    ds, n_actors, gpus_per_actor = build_dataset(opts, plan.todo, bundle, prep.header_map, run_id)
     log(f"[label] {n_actors} model actor(s), {gpus_per_actor} GPU each, batch {opts.batch_size}")
     writer = labels_store.PartWriter(
         opts.out,
-        prep.lease.run_id if prep.lease else uuid.uuid4().hex[:12],
+        run_id,
         opts.rows_per_file,
         schema.labels_schema(prep.keep_schema),
         guard=_lease_check(prep.lease),

@@ -21,6 +21,9 @@ INTERNAL_ERROR = "internal_error"
 # A DICOM object whose Modality / SOP class lies outside the bundle's scope (core/readers/scope.py): not run through the
 # model at all, status "skipped".
 OUT_OF_SCOPE = "out_of_scope"
+# A DICOMweb server that kept answering 429/5xx, or refused connections, through every retry with back-off
+# (core/io/dicomweb.py): the image may be fine, the next run will try it again.
+SERVER_UNAVAILABLE = "server_unavailable"
 
 ALL_CODES = (
     NOT_FOUND,
@@ -35,10 +38,11 @@ ALL_CODES = (
     TIMEOUT,
     INTERNAL_ERROR,
     OUT_OF_SCOPE,
+    SERVER_UNAVAILABLE,
 )
 
 # Errors caused by the environment rather than the file's content: a later run may well succeed.
-TRANSIENT = frozenset({IO_ERROR, TIMEOUT, INTERNAL_ERROR})
+TRANSIENT = frozenset({IO_ERROR, TIMEOUT, INTERNAL_ERROR, SERVER_UNAVAILABLE})
 
 # Codes that describe a file we deliberately did not label (status "skipped" rather than "error").
 SKIP_CODES = frozenset({NO_PIXELS, OUT_OF_SCOPE})

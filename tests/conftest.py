@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
 
+import secrets  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -54,6 +55,13 @@ S3_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 os.environ.update(S3_ENV)
+
+# The DICOMweb tests' Orthanc: ports and credentials go into the environment now, before Ray starts, so Ray
+# workers read the credentials the way a deployment's workers do (never as task arguments).  The password is
+# new each session, so a test can look for it in Ray's logs.
+ORTHANC_PORTS = (free_port(), free_port())
+DICOMWEB_ENV = {"SCANLABEL_DICOMWEB_USER": "scanlabel", "SCANLABEL_DICOMWEB_PASSWORD": secrets.token_hex(12)}
+os.environ.update(DICOMWEB_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -150,3 +158,22 @@ def s3_server():
     yield S3_ENV["AWS_ENDPOINT_URL"]
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    """A real Orthanc with its DICOMweb plugin on free loopback ports (benchmarks/orthanc.py); skipped where missing."""
+    from benchmarks.orthanc import Orthanc, missing
+
+    why = missing()
+    if why:
+        pytest.skip(f"no Orthanc: {why}")
+    server = Orthanc(
+        tmp_path_factory.mktemp("orthanc"),
+        *ORTHANC_PORTS,
+        DICOMWEB_ENV["SCANLABEL_DICOMWEB_USER"],
+        DICOMWEB_ENV["SCANLABEL_DICOMWEB_PASSWORD"],
+    )
+    server.start()
+    yield server
+    server.stop()

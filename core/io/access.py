@@ -14,6 +14,9 @@ the archive that points at another patient cohort, becomes an ``outside_allowed_
   root, and a key under the root's prefix segment by segment.  Object stores treat ``..`` literally while
   some clients normalise it, so the key must be under the prefix both as written and with ``..``/``.``
   resolved; a ``..`` that climbs above the bucket is refused outright.
+* ``dicomweb+http(s)://`` instance URIs are compared like object-store keys: same scheme and ``host:port`` as a
+  root, path under the root's path segment by segment.  A root such as ``dicomweb+https://pacs/dicom-web`` is
+  also what keeps a planted row from sending the job's DICOMweb credentials to another host.
 * No roots configured means no restriction (the default, for backwards compatibility).
 """
 
@@ -28,6 +31,11 @@ from core import errors
 from core.io import storage
 
 _REMOTE_ALIASES = {"gcs": "gs"}
+
+
+def _is_url(uri: str) -> bool:
+    """Object-store and DICOMweb URIs: compared by location and path segments, never resolved on disk."""
+    return storage.is_remote(uri) or str(uri).startswith("dicomweb+")
 
 
 def _resolve_segments(segments: list[str]) -> list[str] | None:
@@ -60,7 +68,7 @@ def _local_path(uri: str) -> str:
 @lru_cache(maxsize=256)
 def _canonical_root(root: str) -> tuple[str, str | tuple[str, ...]]:
     """("local", realpath) or (location, key segments); cached: roots are configuration, not data."""
-    if storage.is_remote(root):
+    if _is_url(root):
         location, segments = _remote_parts(root)
         while segments and segments[-1] == "":
             segments.pop()
@@ -98,7 +106,7 @@ def is_allowed(uri: str, allowed_roots: Sequence[str]) -> bool:
         return True
     roots = [_canonical_root(str(r)) for r in allowed_roots]
     uri = str(uri)
-    if storage.is_remote(uri):
+    if _is_url(uri):
         location, segments = _remote_parts(uri)
         resolved = _resolve_segments(segments)
         if resolved is None:

@@ -364,6 +364,18 @@ def write_manifest(table: pa.Table, out: str) -> str:
     return out
 
 
+def write_empty_manifest(table: pa.Table, out: str) -> str:
+    """Write a zero-row manifest (an incremental listing that found nothing new keeps its cursor this way).
+
+    :func:`write_manifest` refuses it because labeling refuses it: a nightly script skips ``label`` for it."""
+    if table.num_rows:
+        raise ValueError("write_empty_manifest is for zero-row tables")
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    storage.write_bytes_atomic(out, sink.getvalue().to_pybytes())
+    return out
+
+
 def read_manifest(uri: str, columns: list[str] | None = None) -> pa.Table:
     """A manifest as stored; a missing or unreadable file is a :class:`~core.errors.ManifestError`, before any work."""
     fs, path = storage.resolve(uri)

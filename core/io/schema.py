@@ -56,6 +56,13 @@ NIH_MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
+# Manifests listed from a DICOMweb server (core/io/dicomweb_listing.py): image_id is the SOP Instance UID, uri a
+# dicomweb+http(s)://.../studies/S/series/R/instances/I address; Modality is the only header attribute kept (no
+# patient attribute, no study date).  The listing's cursor for the next incremental run is JSON in the file's
+# metadata under DICOMWEB_META_KEY.
+DICOMWEB_MANIFEST_SCHEMA = pa.schema([*MANIFEST_SCHEMA, pa.field("modality", pa.string())])
+DICOMWEB_META_KEY = "scanlabel.dicomweb"
+
 TREE_MANIFEST_SCHEMA = pa.schema([*MANIFEST_SCHEMA, pa.field("size_bytes", pa.int64())])
 
 # --- labels (the labeling job's output) -----------------------------------------------------------------------

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from core import errors, readers
-from core.io import access, schema
+from core.io import access, dicomweb, schema
 from core.model.preprocess import PreprocessConfig, compact_pixels
 from core.readers.header_map import HeaderMap, header_agrees
 
@@ -33,6 +33,7 @@ def decode_batch(
     max_bytes: int = readers.DEFAULT_MAX_BYTES,
     header_map: HeaderMap | None = None,
     modalities: Sequence[str] | None = None,
+    http: dicomweb.HttpOptions | None = None,
 ) -> dict[str, Any]:
     """Preprocess every row; failures get a zero image, ``_ok=False`` and an error code.
 
@@ -49,6 +50,9 @@ def decode_batch(
     preprocessing, so it may differ from training; ``header_map`` (``--header-map``, see
     :func:`core.readers.header_map.load_header_map`) maps DICOM headers to the ``header_class`` column.  Error details
     are codes and numbers only: no header value and no library exception message (which may quote one).
+
+    ``http`` (``--ca-bundle``, ``--dicomweb-concurrency``): a batch with ``dicomweb+`` URIs downloads up to
+    ``http.concurrency`` instances ahead of the decoder (docs/dicomweb.md, "Transport").
     """
     limit = cfg.max_pixels if max_pixels is None else int(max_pixels)
     roots = access.validate_roots(allowed_roots)  # a misconfigured root fails the task, not every row
@@ -61,10 +65,11 @@ def decode_batch(
     fmt: list[str | None] = [None] * n
     header: list[str | None] = [None] * n
     header_cls: list[str | None] = [None] * n
-    for i, uri in enumerate(uris):
+    sources = _sources(uris, roots, max_bytes, http or dicomweb.HttpOptions())
+    for i, (uri, data) in enumerate(zip(uris, sources, strict=True)):
         try:
-            access.check_allowed(uri, roots)
-            data = readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots)
+            if isinstance(data, BaseException):
+                raise data
             decoded = readers.decode_bytes(
                 data, uri, limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
             )
@@ -90,6 +95,24 @@ def decode_batch(
         "header_body_part": np.asarray(header, dtype=object),
         HEADER_CLASS: np.asarray(header_cls, dtype=object),
     }
+
+
+def _sources(
+    uris: list[str], roots: Sequence[str], max_bytes: int, http: dicomweb.HttpOptions
+) -> Iterator[bytes | BaseException]:
+    """Each row's bytes (or the exception reading it raised), in order; DICOMweb rows are fetched up to
+    ``http.concurrency`` ahead of the decoder, files one at a time as the loop reaches them."""
+
+    def read(uri: str) -> bytes | BaseException:
+        try:
+            access.check_allowed(uri, roots)
+            return readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots, http=http)
+        except Exception as e:  # noqa: BLE001 - handed to decode_batch, which turns it into the row's code
+            return e
+
+    if any(dicomweb.is_dicomweb(u) for u in uris):
+        return dicomweb.in_order(read, uris, http.concurrency)
+    return map(read, uris)
 
 
 def _text(value: Any) -> str | None:

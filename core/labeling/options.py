@@ -58,6 +58,16 @@ class LabelOptions:
         None, "--max-pixels", "refuse larger images as too_large (default 100 MP)", type=int
     )
     max_bytes: int | None = None
+    ca_bundle: str | None = option(
+        None,
+        "--ca-bundle",
+        "PEM file of the CAs to trust for https DICOMweb servers (default: the system's; credentials come from "
+        "SCANLABEL_DICOMWEB_* variables, never flags: docs/dicomweb.md)",
+        metavar="PEM",
+    )
+    dicomweb_concurrency: int = option(
+        4, "--dicomweb-concurrency", "WADO-RS requests in flight per decode task (default 4)", type=int, metavar="N"
+    )
     header_map: str | None = option(None, "--header-map", "JSON mapping DICOM BodyPartExamined values onto classes")
     keep_columns: tuple[str, ...] = option(
         (), "--keep-columns", "comma-separated manifest columns to carry into the labels", type=_comma_list

@@ -1,9 +1,10 @@
-"""Bytes of one image from wherever the manifest says it lives (local disk, ``s3://``, ``gs://``).
+"""Bytes of one image from wherever the manifest says it lives (local disk, ``s3://``, ``gs://``, a DICOMweb server).
 
 Reading (:func:`read_uri`)
     Bytes exactly as stored: no transparent ``.gz``/``.bz2`` decompression (a gzip bomb named ``x.dcm.gz``
     would otherwise expand in memory), local files must be regular files (a FIFO would block the worker,
-    ``/dev/zero`` would never end), and a file over ``max_bytes`` is ``too_large``.
+    ``/dev/zero`` would never end), and a file over ``max_bytes`` is ``too_large``.  A ``dicomweb+http(s)://``
+    instance is retrieved as stored with WADO-RS (:mod:`core.io.dicomweb`: auth, TLS, retries, error codes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 import pyarrow.fs as pafs
 
 from core import errors
-from core.io import access, storage
+from core.io import access, dicomweb, storage
 from core.readers.base import DEFAULT_MAX_BYTES
 
 
@@ -88,14 +89,22 @@ def _read_remote(uri: str, max_bytes: int) -> bytes:
     return data
 
 
-def read_uri(uri: str, max_bytes: int = DEFAULT_MAX_BYTES, allowed_roots: Sequence[str] = ()) -> bytes:
-    """Read a whole file, translating OS and object-store failures into row error codes.
+def read_uri(
+    uri: str,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allowed_roots: Sequence[str] = (),
+    http: dicomweb.HttpOptions | None = None,
+) -> bytes:
+    """Read a whole file, translating OS, object-store and HTTP failures into row error codes.
 
     ``allowed_roots`` is only the post-open re-check (see :func:`core.io.access.verify_open_file`); callers do
-    the path check with :func:`core.io.access.check_allowed` before calling this.
+    the path check with :func:`core.io.access.check_allowed` before calling this.  ``http`` (TLS trust,
+    timeouts, retries) applies to ``dicomweb+`` URIs only.
     """
     uri = str(uri)
-    if storage.is_remote(uri):
+    if dicomweb.is_dicomweb(uri):
+        data = dicomweb.fetch_instance(uri, max_bytes, http)
+    elif storage.is_remote(uri):
         data = _read_remote(uri, max_bytes)
     else:
         try:
