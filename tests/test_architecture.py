@@ -23,7 +23,7 @@ ALLOWED = {
     "training": {"io", "readers", "model", "trust"},
     "synthetic": {"io", "readers", "model", "trust.confidence"},
 }
-SHARED = {"errors", "progress"}
+SHARED = {"errors", "progress", "killpoints"}  # killpoints: the crash tests' hooks, reached from io and labeling
 
 
 def _modules(top: str) -> list[pathlib.Path]:
