@@ -5,5 +5,6 @@
 reads or writes (manifests, labels, review corrections), so a column has one definition; :mod:`.manifests` builds
 manifests from what archives ship (the NIH ChestX-ray14 table, a tree of files).
 
-May import: :mod:`core.errors` only.  Everything else in ``core`` may import it.
+May import: :mod:`core.errors` and :mod:`core.killpoints` (the crash tests' hooks) only.  Everything else in
+``core`` may import it.
 """
