@@ -1,10 +1,10 @@
 """Named points where a crash test can SIGKILL this process (docs/faults.md, "The driver killed anywhere").
 
 ``SCANLABEL_KILL_AT=<point>:<n>`` kills the process with SIGKILL the ``n``-th time it reaches ``<point>`` (``n``
-defaults to 1).  A real kill at a chosen step, not a simulated one: the crash schedule of the fault suite uses it to
-hit windows (between writing a temporary and renaming it, between two compaction rewrites, while renewing the
-lease) that a kill after a delay would reach only by luck.  Unset, as always outside that suite, a point costs one
-environment lookup.
+defaults to 1); a comma-separated list kills at whichever comes first.  A real kill at a chosen step, not a
+simulated one: the crash schedule of the fault suite uses it to hit windows (between writing a temporary and
+renaming it, between two compaction rewrites, while renewing the lease) that a kill after a delay would reach only
+by luck.  Unset, as always outside that suite, a point costs one environment lookup.
 """
 
 from __future__ import annotations
@@ -39,13 +39,12 @@ _lock = threading.Lock()
 def reached(point: str) -> None:
     """Mark that this process reached ``point``; SIGKILL it here if ``SCANLABEL_KILL_AT`` names this visit."""
     spec = os.environ.get(ENV)
-    if not spec:
-        return
-    name, _, nth = spec.partition(":")
-    if name != point:
+    if not spec or point not in spec:
         return
     with _lock:
         _seen[point] += 1
-        hit = _seen[point] == int(nth or 1)
-    if hit:
-        os.kill(os.getpid(), signal.SIGKILL)
+        seen = _seen[point]
+    for item in spec.split(","):
+        name, _, nth = item.strip().partition(":")
+        if name == point and seen == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

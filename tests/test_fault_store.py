@@ -89,9 +89,7 @@ def _one_row_per_image(name: str, n: int) -> None:
     assert set(table.column("status").to_pylist()) == {"ok"}
 
 
-def test_a_label_run_through_a_throttling_failing_store_completes(
-    ray_session, proxy, bucket, tiny_bundle, tmp_path
-):
+def test_a_label_run_through_a_throttling_failing_store_completes(ray_session, proxy, bucket, tiny_bundle, tmp_path):
     name, n = bucket
     bundle, _ = tiny_bundle
     proxy.set_plan(FaultPlan(rate=0.08, seed=26, stall_s=2.0))
@@ -126,9 +124,7 @@ def test_a_store_that_stays_down_exits_6_and_writes_nothing(ray_session, proxy, 
     assert time.monotonic() - t0 < 180
 
 
-def test_a_store_that_goes_down_mid_run_exits_6_and_a_rerun_finishes(
-    ray_session, proxy, bucket, tiny_bundle, tmp_path
-):
+def test_a_store_that_goes_down_mid_run_exits_6_and_a_rerun_finishes(ray_session, proxy, bucket, tiny_bundle, tmp_path):
     name, n = bucket
     bundle, _ = tiny_bundle
     proc = _label(ray_session, proxy, name, bundle, str(tmp_path / "first.json"))

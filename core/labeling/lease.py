@@ -246,6 +246,20 @@ class _LocalStore:
         except FileNotFoundError:
             pass
 
+    def sweep(self, older_than_s: float = 600.0) -> None:
+        """Remove temporaries of creates killed between writing and linking.  Contenders that do not hold the
+        lease write here too, so only old ones go: a live create takes milliseconds."""
+        try:
+            entries = list(os.scandir(self.dir))
+        except FileNotFoundError:
+            return
+        for e in entries:
+            try:
+                if e.name.startswith(".tmp-") and time.time() - e.stat().st_mtime > older_than_s:
+                    os.unlink(e.path)
+            except FileNotFoundError:
+                pass
+
 
 class _S3Store:
     """boto3, because pyarrow's S3 filesystem cannot send ``If-None-Match`` on a PUT."""
@@ -463,6 +477,8 @@ class DatasetLease:
         try:
             for g in self._store.generations()[:-KEEP_GENERATIONS]:
                 self._store.delete(g)
+            if hasattr(self._store, "sweep"):
+                self._store.sweep()
         except Exception as e:  # noqa: BLE001 - pruning is housekeeping; the next holder retries it
             _log.debug("lease pruning failed: %s", e)
 

@@ -231,16 +231,23 @@ class PartWriter:
         self._buffer, self._buffered = [], 0
 
 
+TEMPORARY_DIRS = ("", "_runs")  # where a holder writes through temporaries: the parts, and the run summaries
+
+
 def remove_stale_temporaries(out: str) -> int:
-    """Delete hidden temporaries a killed run left behind; only the lease holder calls this (core/lease.py), so
-    no live writer's temporary is removed under it."""
-    fs, path = storage.resolve(out)
+    """Delete hidden temporaries a killed run left behind (beside the parts and the run summaries); only the
+    lease holder calls this (core/labeling/lease.py), so no live writer's temporary is removed under it."""
+    fs, root = storage.resolve(out)
     removed = 0
-    for f in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
-        if f.type == pafs.FileType.File and f.base_name.startswith(".tmp-"):
-            killpoints.reached("store.temporaries")
-            fs.delete_file(f.path)
-            removed += 1
+    for sub in TEMPORARY_DIRS:
+        path = f"{root}/{sub}" if sub else root
+        if fs.get_file_info(path).type != pafs.FileType.Directory:
+            continue
+        for f in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
+            if f.type == pafs.FileType.File and f.base_name.startswith(".tmp-"):
+                killpoints.reached("store.temporaries")
+                fs.delete_file(f.path)
+                removed += 1
     return removed
 
 
