@@ -105,6 +105,10 @@ def test_a_label_run_through_a_throttling_failing_store_completes(ray_session, p
     retried = result["summary"]["store_retries"]["lease"]
     assert 0 < retried <= stats.lease_errors, (retried, stats.lease_errors)  # release's retries come after it
     _one_row_per_image(name, n)
+    print(
+        f"[faults] requests {dict(stats.requests)} injected {stats.total()} {dict(stats.injected)} "
+        f"lease retries {retried}"
+    )
     runs = [k for k in _keys(name, "labels/_runs/")]
     assert len(runs) == 1 and result["summary"]["run_id"] in runs[0]
 
