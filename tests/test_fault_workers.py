@@ -61,6 +61,8 @@ def test_a_decode_worker_killed_mid_task_then_rerun(ray_session, small_archive, 
     os.kill(victim.pid, signal.SIGKILL)
     thread.join(timeout=600)
     assert not thread.is_alive()
+    result = f"failed: {outcome['error']!r}" if "error" in outcome else "finished"
+    print(f"[faults] decode worker {victim.pid} killed mid-task: the run {result}")
     if "error" in outcome:  # failed cleanly: a Python exception, the lease released
         from core.labeling.lease import DatasetLease
 
