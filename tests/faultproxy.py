@@ -56,6 +56,15 @@ class Stats:
         return sum(self.injected.values())
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up on a stalled or reset request closed its end: expected here, not news."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class FaultProxy:
     """Threaded reverse proxy on loopback; ``start()`` returns its endpoint URL, ``stop()`` ends it."""
 
@@ -78,7 +87,7 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

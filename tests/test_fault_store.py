@@ -150,3 +150,39 @@ def test_a_store_that_goes_down_mid_run_exits_6_and_a_rerun_finishes(ray_session
     second = json.loads((tmp_path / "second.json").read_text())["summary"]
     assert second["todo"] == n - committed
     _one_row_per_image(name, n)
+
+
+@pytest.mark.slow
+def test_a_training_run_through_a_throttling_failing_store_completes(proxy, bucket, small_archive, tmp_path):
+    """Manifest, images and the bundle in S3 behind 8 % faults: one epoch of a small model, in its own process."""
+    import boto3
+
+    from core.model.bundle import load_bundle
+
+    name, _ = bucket
+    s3 = boto3.client("s3")  # straight to moto: setting up is not under test
+    _, manifest = small_archive
+    table = pq.read_table(manifest).select(["uri", "image_id", "label"])
+    uris = []
+    for uri in table.column("uri").to_pylist():
+        key = "train/" + os.path.basename(uri)
+        s3.upload_file(uri, name, key)
+        uris.append(f"s3://{name}/{key}")
+    sink = io.BytesIO()
+    pq.write_table(table.set_column(0, "uri", pa.array(uris)), sink)
+    s3.put_object(Bucket=name, Key="train.parquet", Body=sink.getvalue())
+    proxy.set_plan(FaultPlan(rate=0.08, seed=27, stall_s=2.0))
+    code = (
+        "import tensorflow as tf\n"
+        "from core.training import TrainConfig, run_training\n"
+        f"cfg = TrainConfig(manifest='s3://{name}/train.parquet', out='s3://{name}/model', "
+        "backbone='mobilenet_v3_small', weights=None, image_size=64, epochs=1, head_epochs=0, batch_size=16)\n"
+        "run_training(cfg, tf.distribute.get_strategy(), log=print)\n"
+    )
+    env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert proxy.stats.total() >= 5, proxy.stats
+    print(f"[faults] training: requests {dict(proxy.stats.requests)} injected {proxy.stats.total()}")
+    bundle = load_bundle(f"s3://{name}/model")  # whole, and loadable straight from the store
+    assert bundle.model_id
