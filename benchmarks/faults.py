@@ -48,12 +48,15 @@ COMPACT = "compact.rewrite:1,compact.delete:1"  # needs superseded rows: schedul
 
 
 def crash_schedule(seed: int, length: int) -> list[str]:
-    """``length`` kill specs (``SCANLABEL_KILL_AT`` values) in a seeded order; a kill that leaves a temporary is
-    followed by one at its removal, a killed relabel by one inside the compaction that follows it."""
+    """``length`` kill specs (``SCANLABEL_KILL_AT`` values) in a seeded order: every point once first (when
+    ``length`` allows), then seeded picks.  A kill that leaves a temporary is followed by one at its removal, a
+    killed relabel by one inside the compaction that follows it."""
     rng = random.Random(seed)
+    first = list(WORKING + STARTING)
+    rng.shuffle(first)
     trials: list[str] = []
     while len(trials) < length:
-        spec = rng.choice(WORKING + STARTING)
+        spec = first.pop() if first else rng.choice(WORKING + STARTING)
         trials.append(spec)
         if spec.startswith("store.tmp_written"):
             trials.append(SWEEP)
@@ -163,7 +166,8 @@ def figures(result: ScheduleResult, seed: int, load: str) -> str:
     for t in result.trials:
         by_point.setdefault(t.spec, []).append(t)
     lines = [
-        f"Crash schedule, seed {seed}: {len(result.trials)} trials, {result.kills} killed, "
+        f"Crash schedule, seed {seed}: {len(result.trials)} trials over {len(by_point)} kill points, "
+        f"{result.kills} killed, "
         f"{result.seconds:.0f} s in all (load: {load}, shared machine)",
         "",
         "| kill point | trials | killed | mean s/trial |",
