@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from core import killpoints
 from core.errors import ManifestError
 from core.io import access, dicomweb, schema, storage
 from core.io.manifests import read_manifest
@@ -59,6 +60,10 @@ class LabelSummary:
     run_id: str = ""
     started_at: float = 0.0
     drift: dict[str, Any] | None = None  # core.trust.drift.DriftResult.to_dict() of this run
+    # Failed object-store requests this run retried and got past: the lease's (botocore's count).  pyarrow's S3
+    # client retries part files and listings inside the AWS SDK, which reports no count (docs/faults.md).
+    store_retries: dict[str, int] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)  # unreadable part files moved aside (--quarantine-bad-parts)
 
     @property
     def error_rate(self) -> float:
@@ -161,6 +166,7 @@ class Prepared:
     header_map: dict[str, str]
     keep_schema: pa.Schema
     lease: DatasetLease | None = None  # held from before compaction to the end of the run
+    quarantined: list[str] = field(default_factory=list)
 
 
 def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=print) -> Prepared:
@@ -180,13 +186,15 @@ def prepare(opts: LabelOptions, held: contextlib.ExitStack | None = None, log=pr
     # One writer at a time (core/labeling/lease.py): taken before compaction and planning, so a run that waited plans
     # against what the previous holder committed; `held` releases it however the run ends.
     lease = held.enter_context(_take_lease(opts, log)) if held is not None else None
-    compacted = 0
+    compacted, quarantined = 0, []
     if storage.exists(opts.out):
+        if opts.quarantine_bad_parts:  # before anything reads the parts: a bad one stops every reader
+            quarantined = labels_store.quarantine_bad_parts(opts.out, log)
         labels_store.remove_stale_temporaries(opts.out)
         compacted = labels_store.compact(opts.out, _lease_check(lease))
     existing = labels_store.existing_keys(opts.out)
     plan = labels_store.plan(manifest, existing, bundle.model_id, relabel=opts.relabel, retry_errors=opts.retry_errors)
-    return Prepared(bundle, manifest, plan, compacted, mapping, keep_schema, lease=lease)
+    return Prepared(bundle, manifest, plan, compacted, mapping, keep_schema, lease, quarantined)
 
 
 def _take_lease(opts: LabelOptions, log) -> DatasetLease:
@@ -357,9 +365,9 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
     bundle, plan = prep.bundle, prep.plan
     summary = LabelSummary(bundle.model_id, prep.manifest.num_rows, plan.todo.num_rows, already_ok=plan.already_ok)
     summary.carried_errors, summary.compacted = plan.permanent_errors, prep.compacted
-    summary.started_at = started_at
+    summary.started_at, summary.quarantined = started_at, prep.quarantined
     if plan.todo.num_rows == 0:
-        summary.seconds = time.perf_counter() - t_start
+        summary.seconds, summary.store_retries = time.perf_counter() - t_start, _store_retries(prep)
         log(f"[label] 0 to do: all {prep.manifest.num_rows} manifest rows already labelled by {bundle.model_id}")
         _drift_of_last_run(opts, summary, log)
         return summary
@@ -409,6 +417,7 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
     summary.abstained, summary.abstain_reasons = sum(abstain.values()), dict(abstain)
     summary.run_id = writer.run_id
     summary.drift = _assess_drift(opts, summary, log)
+    summary.store_retries = _store_retries(prep)
     _write_run_summary(opts.out, writer.run_id, summary)
     for line in summary.lines():
         log(line)
@@ -426,6 +435,10 @@ def _run_label(opts: LabelOptions, log, held: contextlib.ExitStack) -> LabelSumm
             summary,
         )
     return summary
+
+
+def _store_retries(prep: Prepared) -> dict[str, int]:
+    return {"lease": prep.lease.store_errors_retried} if prep.lease is not None and prep.lease.supported else {}
 
 
 class ErrorRateExceeded(RuntimeError):
@@ -500,4 +513,5 @@ def _count_disagreements(summary: LabelSummary, batch: pa.Table) -> None:
 def _write_run_summary(out: str, run_id: str, summary: LabelSummary) -> None:
     """Per-run summaries live under ``_runs/`` (ignored by Parquet dataset readers)."""
     data = json.dumps({**asdict(summary), "run_id": run_id, "finished_at": time.time()}, indent=2).encode()
+    killpoints.reached("runs.write")
     storage.write_bytes_atomic(storage.join(out, "_runs", f"{run_id}.json"), data)

@@ -21,6 +21,7 @@ EXIT_USAGE = 2  # bad flags, manifest, bundle or option value: fix the input, re
 EXIT_ERROR_RATE = 3  # --max-error-rate exceeded; everything that succeeded is written
 EXIT_DRIFT = 4  # --fail-on-drift and this run drifted from its reference; everything is written
 EXIT_LEASED = 5  # another run holds the labels dataset's lease
+EXIT_STORE_UNAVAILABLE = 6  # the object store kept failing after every retry; what was committed is whole
 EXIT_TERMINATED = 128 + signal.SIGTERM  # stopped by SIGTERM: what was committed is kept, the lease released
 
 EXIT_CODES_HELP = """exit codes:
@@ -30,6 +31,8 @@ EXIT_CODES_HELP = """exit codes:
   3  more rows failed than --max-error-rate allows (the labels that succeeded are written)
   4  drift from the reference runs with --fail-on-drift (the labels and run summary are written)
   5  the labels dataset is leased by another run (nothing was done)
+  6  the object store kept failing (throttling, 5xx, resets) after every retry: what was committed is whole;
+     run again once it is back
   143  stopped by SIGTERM (`ray job stop`, a scheduler): committed labels are kept, the lease is released"""
 
 
@@ -79,10 +82,13 @@ def exit_code_for(error: BaseException) -> int | None:
     An exception may carry its own ``exit_code`` attribute (e.g. the lease error: 5).
     """
     from core.errors import BundleError, ManifestError
+    from core.io.storage import is_unavailable
 
     code = getattr(error, "exit_code", None)
     if isinstance(code, int):
         return code
+    if is_unavailable(error):  # before the usage errors: a store that is down is not a bad input
+        return EXIT_STORE_UNAVAILABLE
     if isinstance(error, (ManifestError, BundleError, FileNotFoundError, ValueError)):
         return EXIT_USAGE
     return None

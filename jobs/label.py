@@ -57,7 +57,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-OUTCOMES = {0: "ok", 1: "failed", 2: "refused", 3: "error_rate_exceeded", 4: "drift", 5: "leased", 143: "terminated"}
+OUTCOMES = {
+    0: "ok",
+    1: "failed",
+    2: "refused",
+    3: "error_rate_exceeded",
+    4: "drift",
+    5: "leased",
+    6: "store_unavailable",
+    143: "terminated",
+}
 
 
 def write_summary_json(args: argparse.Namespace, summary, exit_code: int, message: str | None) -> None:
@@ -68,7 +77,9 @@ def write_summary_json(args: argparse.Namespace, summary, exit_code: int, messag
     import time
     from dataclasses import asdict
 
+    from core import killpoints
     from core.io import storage
+
     data = {
         "exit_code": exit_code,
         "outcome": OUTCOMES.get(exit_code, "failed"),
@@ -78,6 +89,7 @@ def write_summary_json(args: argparse.Namespace, summary, exit_code: int, messag
         "written_at": time.time(),
         "summary": asdict(summary) if summary is not None else None,
     }
+    killpoints.reached("summary_json.write")
     storage.write_bytes_atomic(args.summary_json, json.dumps(data, indent=2, default=str).encode())
 
 

@@ -6,6 +6,7 @@ that stops heartbeating but later wakes up: a zombie), never a flag flipped insi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -39,11 +40,16 @@ def dataset(request, tmp_path):
     return f"s3://{bucket}/labels"
 
 
-def _holder_process(out: str, timeout_s: float, then: str) -> subprocess.Popen:
-    """Another process takes the lease, prints its run id, then runs ``then``."""
+def _holder_process(out: str, timeout_s: float, then: str, host: str | None = None) -> subprocess.Popen:
+    """Another process takes the lease, prints its run id, then runs ``then``.
+
+    ``host``: the process names itself so, as a holder on another machine would (its pid means nothing here).
+    """
+    pretend = f"import socket; socket.gethostname = lambda: {host!r}" if host else ""
     code = textwrap.dedent(
         f"""
         import os, sys, time
+        {pretend}
         from core.labeling import lease
         held = lease.take({out!r}, timeout_s={timeout_s})
         print(held.run_id, flush=True)
@@ -95,8 +101,8 @@ def test_context_manager_releases_on_failure(dataset):
     nxt.release()
 
 
-def test_crashed_holder_is_taken_over_after_its_timeout_with_a_log_line(dataset):
-    proc = _holder_process(dataset, 1.5, "os.kill(os.getpid(), 9)")
+def test_crashed_holder_on_another_host_is_taken_over_after_its_timeout_with_a_log_line(dataset):
+    proc = _holder_process(dataset, 1.5, "os.kill(os.getpid(), 9)", host="night-node-2")
     dead_id = proc.stdout.readline().strip()
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL and dead_id
@@ -113,12 +119,64 @@ def test_crashed_holder_is_taken_over_after_its_timeout_with_a_log_line(dataset)
         nxt.release()
 
 
-def test_stale_lease_is_refused_before_its_timeout_without_wait(dataset):
-    proc = _holder_process(dataset, 20, "os.kill(os.getpid(), 9)")
+def test_a_dead_holder_on_another_host_is_refused_before_its_timeout(dataset):
+    proc = _holder_process(dataset, 20, "os.kill(os.getpid(), 9)", host="night-node-2")
     dead_id = proc.stdout.readline().strip()
     proc.wait(timeout=60)
     with pytest.raises(lease.LeaseHeld, match=dead_id):  # its heartbeat is seconds old: not stale yet
         lease.take(dataset, run_id="impatient", timeout_s=30)
+
+
+def test_a_holder_killed_on_this_host_is_taken_over_at_once(dataset):
+    proc = _holder_process(dataset, 600, "os.kill(os.getpid(), 9)")
+    dead_id = proc.stdout.readline().strip()
+    proc.wait(timeout=60)
+    lines: list[str] = []
+    t0 = time.monotonic()
+    nxt = lease.take(dataset, run_id="rescuer", timeout_s=30, log=lines.append)  # no waiting allowed
+    try:
+        assert time.monotonic() - t0 < 10
+        assert nxt.took_over is not None and nxt.took_over.run_id == dead_id and nxt.took_over.pid == proc.pid
+        takeover = [x for x in lines if "at once" in x]
+        assert takeover and dead_id in takeover[0] and f"process {proc.pid} on this host" in takeover[0], lines
+    finally:
+        nxt.release()
+
+
+def test_a_live_holder_on_this_host_is_not_taken_over(dataset):
+    proc = _holder_process(dataset, 600, "time.sleep(120)")
+    try:
+        live_id = proc.stdout.readline().strip()
+        with pytest.raises(lease.LeaseHeld, match=live_id):
+            lease.take(dataset, run_id="impatient", timeout_s=30)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+def test_a_pid_reused_by_a_younger_process_does_not_keep_a_dead_holders_lease(tmp_path):
+    """The holder died and the kernel gave its pid to a new process: a process started after the lease was taken
+    cannot be its holder.  Real records of a real holder, pointed at real processes older and younger than it."""
+    out = str(tmp_path / "labels")
+    proc = _holder_process(out, 600, "os.kill(os.getpid(), 9)")
+    proc.stdout.readline()
+    proc.wait(timeout=60)
+    record = lease.DatasetLease(out).current()
+    assert lease.holder_gone(record) is not None  # its own pid is gone
+    younger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.2)
+        reused = dataclasses.replace(record, pid=younger.pid, started_at=time.time() - 30)
+        assert "reused pid" in lease.holder_gone(reused)
+        older = dataclasses.replace(record, pid=os.getpid(), started_at=time.time())  # this test's own process
+        assert lease.holder_gone(older) is None
+        elsewhere = dataclasses.replace(reused, pid_ns="pid:[1]")  # another container: its pids are not ours
+        assert lease.holder_gone(elsewhere) is None
+        unknown = dataclasses.replace(reused, boot_id="")  # written before records named their boot
+        assert lease.holder_gone(unknown) is None
+    finally:
+        younger.kill()
+        younger.wait(timeout=30)
 
 
 def test_a_holder_that_stalled_past_its_timeout_learns_it_lost_the_lease(dataset):
@@ -303,16 +361,17 @@ def test_a_waiting_run_plans_against_what_the_first_committed(ray_session, small
     _one_row_per_image(out, n)
 
 
-def test_a_sigkilled_holder_is_taken_over_after_its_timeout(ray_session, small_archive, tiny_bundle, tmp_path):
+def test_a_sigkilled_run_is_taken_over_at_once_by_an_immediate_rerun(
+    ray_session, small_archive, tiny_bundle, tmp_path
+):
+    """`kill -9` of a labeling run, then the operator reruns at once: no two-minute wait, no --wait-for-lease."""
     from cluster.label import LabelOptions, run_label
 
     bundle, _ = tiny_bundle
     n = 64
     manifest = _manifest(small_archive, tmp_path, n)
     out = str(tmp_path / "labels")
-    proc = _label(
-        ray_session, manifest, bundle, out, "--lease-timeout", "3", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = _label(ray_session, manifest, bundle, out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_first_part(proc, out)
         assert proc.poll() is None, "the run finished before it could be killed"
@@ -322,15 +381,14 @@ def test_a_sigkilled_holder_is_taken_over_after_its_timeout(ray_session, small_a
         if proc.poll() is None:
             proc.kill()
     dead = lease.DatasetLease(out).current()
-    assert dead.state == "held" and dead.pid == proc.pid  # it died holding the lease
+    assert dead.state == "held" and dead.pid == proc.pid and dead.timeout_s == lease.DEFAULT_TIMEOUT_S
     before = sum(_rows_by_run(out).values())
     assert 0 < before < n
     lines: list[str] = []
-    summary = run_label(
-        LabelOptions(manifest=manifest, model=bundle, out=out, batch_size=8, wait_for_lease_s=60), log=lines.append
-    )
-    takeover = [x for x in lines if "took over the stale lease" in x]
+    summary = run_label(LabelOptions(manifest=manifest, model=bundle, out=out, batch_size=8), log=lines.append)
+    takeover = [x for x in lines if "took over the lease" in x and "at once" in x]
     assert takeover and f"run {dead.run_id} on host {dead.host}" in takeover[0], lines
+    assert f"process {proc.pid} on this host is gone" in takeover[0]
     assert summary.todo == n - before
     _one_row_per_image(out, n)
     assert lease.DatasetLease(out).current().state == "released"

@@ -7,5 +7,6 @@ manifests from what archives ship (the NIH ChestX-ray14 table, a tree of files);
 transport to a DICOMweb server (auth, TLS, retries, WADO-RS) and :mod:`.dicomweb_listing` lists one into a manifest
 (QIDO-RS, Orthanc's change log).
 
-May import: :mod:`core.errors` only.  Everything else in ``core`` may import it.
+May import: :mod:`core.errors` and :mod:`core.killpoints` (the crash tests' hooks) only.  Everything else in
+``core`` may import it.
 """

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from core import killpoints
 from core.errors import ManifestError
 from core.io import schema, storage
 
@@ -384,5 +385,8 @@ def read_manifest(uri: str, columns: list[str] | None = None) -> pa.Table:
     except FileNotFoundError as e:
         raise ManifestError(f"manifest {uri} does not exist") from e
     except (pa.ArrowInvalid, OSError) as e:
+        if storage.is_unavailable(e):  # not the manifest's fault: the same run succeeds once the store is back
+            raise storage.StoreUnavailable(f"manifest {uri} unreadable, the object store kept failing: {e}") from e
         raise ManifestError(f"manifest {uri} is not a readable Parquet file: {e}") from e
+    killpoints.reached("manifest.read")
     return table

@@ -14,7 +14,53 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from core import killpoints
+
 REMOTE_SCHEMES = ("s3", "gs", "gcs")
+
+EXIT_CODE = 6  # a command exits with this when the object store kept failing (after the client's own retries)
+
+# How the S3 clients word a failure that retrying later may cure: pyarrow's (the AWS SDK's error names, HTTP 5xx,
+# curl's network errors) and botocore's (error codes, connection errors).  A 403 or a missing key is not here.
+_UNAVAILABLE_MARKERS = (
+    "SLOW_DOWN",
+    "SlowDown",
+    "HTTP status 5",
+    "INTERNAL_FAILURE",
+    "InternalError",
+    "SERVICE_UNAVAILABLE",
+    "ServiceUnavailable",
+    "NETWORK_CONNECTION",
+    "REQUEST_TIMEOUT",
+    "curlCode",
+    "Connection reset",
+    "Connection refused",
+    "Could not connect to the endpoint",
+    "Connection was closed",
+    "Read timeout",
+    "reached max retries",
+)
+
+
+class StoreUnavailable(OSError):
+    """The object store kept failing (throttling, 5xx, resets) after every retry: try again when it is back."""
+
+    exit_code = EXIT_CODE
+
+
+def is_unavailable(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from, is an object store that kept failing (not a bad path,
+    a missing object or a refused credential): the run can be repeated as is once the store is back."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, StoreUnavailable):
+            return True
+        if isinstance(error, OSError | ConnectionError) or type(error).__module__.startswith("botocore"):
+            text = str(error)
+            if any(m in text for m in _UNAVAILABLE_MARKERS):
+                return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def is_remote(uri: str) -> bool:
@@ -89,6 +135,7 @@ def write_bytes_atomic(uri: str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        killpoints.reached("store.tmp_written")
         os.replace(tmp, path)
         return
     with fs.open_output_stream(path) as f:

@@ -20,6 +20,12 @@ server):
 * **Heartbeat and takeover.**  The holder renews every ``timeout / 4`` from a daemon thread.  A lease whose
   heartbeat is older than its own stated timeout (default 120 s) is stale: the next run takes it over and logs
   the old holder.  Clocks of the hosts must agree to well within the timeout (NTP does).
+* **A holder that died on this host is taken over at once.**  The record names the holder's host, boot and
+  process namespace as well as its pid; a contender on the same host, boot and namespace can see for itself
+  that the pid is gone (or now belongs to a process started after the lease was taken: a reused pid) and takes
+  the lease over without waiting for the timeout, saying so in its log.  A holder on another host, or one this
+  process cannot see (another container), keeps the heartbeat timeout: only a heartbeat proves it alive there
+  (docs/faults.md, "A crashed run's lease").
 * **How writes become visible.**  A part file is written under a hidden ``.tmp-*`` name and renamed into place
   (one PUT on S3): readers see a whole file or none.  A committed row stays until compaction removes it, which
   it does only when a strictly newer row of the same (image_id, model_id) exists, deciding on row content, never on
@@ -37,6 +43,7 @@ content-keyed compaction keeps overlapping runs correct (only wasteful).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -45,15 +52,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, replace
 from urllib.parse import parse_qs, urlparse
 
+import psutil
+
+from core import killpoints
 from core.io import storage
 
 LEASE_DIR = "_lease"
 DEFAULT_TIMEOUT_S = 120.0
 KEEP_GENERATIONS = 8  # older lease records are pruned; a zombie writing into a pruned slot sees a newer one
 EXIT_CODE = 5  # `scanlabel label` exits with this when another run holds the dataset
+RETRY_ATTEMPTS = 6  # per S3 lease request: with botocore's backoff, some 15 s of a store that keeps failing
 
 _log = logging.getLogger("scanlabel.lease")
 
@@ -71,7 +82,8 @@ class LeaseHeld(LeaseError):
         super().__init__(
             f"labels dataset {out} is leased by another run{waited}: {holder.describe()}. "
             "Overlapping runs would label the same images twice; wait for it with --wait-for-lease SECONDS "
-            f"or run again later (a holder that died is taken over once its heartbeat is {holder.timeout_s:.0f} s old)"
+            "or run again later (a holder that died on this host is taken over at once, one on another host once "
+            f"its heartbeat is {holder.timeout_s:.0f} s old)"
         )
 
 
@@ -90,6 +102,10 @@ class LeaseRecord:
     generation: int
     state: str  # "held" or "released"
     token: str  # unique per acquisition: tells a holder's own records from anyone else's
+    # Where the pid means something: the kernel's boot id and the holder's pid namespace ("" in records written
+    # before these existed, which therefore only ever go stale by their heartbeat).
+    boot_id: str = ""
+    pid_ns: str = ""
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -98,7 +114,7 @@ class LeaseRecord:
     def from_bytes(cls, data: bytes) -> LeaseRecord:
         try:
             d = json.loads(data)
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: d[k] for k, f in cls.__dataclass_fields__.items() if k in d or f.default is MISSING})
         except (ValueError, KeyError, TypeError) as e:
             raise LeaseError(
                 f"unreadable lease record ({e}): records are only ever created whole, so it was edited by hand; "
@@ -127,6 +143,61 @@ def _name(generation: int) -> str:
 def _generation(name: str) -> int | None:
     stem, dot, ext = name.partition(".")
     return int(stem) if dot and ext == "json" and len(stem) == 12 and stem.isdigit() else None
+
+
+# A process younger than the lease by more than this is not its holder.  psutil derives a start time from the
+# boot time, which the kernel reports in whole seconds: the slack keeps the real holder from looking younger than
+# its own lease; the error it allows is the safe one (a reused pid looks alive: wait for the timeout).
+_PID_START_SLACK_S = 2.0
+
+
+@functools.lru_cache(maxsize=1)
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def holder_gone(record: LeaseRecord) -> str | None:
+    """Why the holder of ``record`` is certainly dead, or None when this process cannot tell (then only its
+    heartbeat timeout frees the lease).
+
+    Certain only where pids are comparable: the same host name, the same boot (an id the kernel draws at boot;
+    a host that rebooted since has no process of the old boot left) and the same pid namespace (a container on
+    the same host sees other pids).  There the holder is gone when its pid is, when the pid is a zombie (killed,
+    not yet reaped), or when the pid belongs to a process started after the lease was taken: the kernel reused it.
+    """
+    if record.host != socket.gethostname() or not record.boot_id or not record.pid_ns:
+        return None
+    if record.boot_id != _boot_id():
+        return None if not _boot_id() else f"host {record.host} rebooted since (boot id changed)"
+    if record.pid_ns != _pid_namespace():
+        return None
+    try:
+        proc = psutil.Process(record.pid)
+        started, status = proc.create_time(), proc.status()
+    except psutil.NoSuchProcess:
+        return f"its process {record.pid} on this host is gone"
+    except psutil.AccessDenied:
+        return None
+    if status == psutil.STATUS_ZOMBIE:
+        return f"its process {record.pid} on this host has exited"
+    if started > record.started_at + _PID_START_SLACK_S:
+        return (
+            f"pid {record.pid} now belongs to a process started {_iso(started)}, after the lease was taken "
+            f"{_iso(record.started_at)} (a reused pid: the holder is gone)"
+        )
+    return None
 
 
 class _LocalStore:
@@ -175,6 +246,20 @@ class _LocalStore:
         except FileNotFoundError:
             pass
 
+    def sweep(self, older_than_s: float = 600.0) -> None:
+        """Remove temporaries of creates killed between writing and linking.  Contenders that do not hold the
+        lease write here too, so only old ones go: a live create takes milliseconds."""
+        try:
+            entries = list(os.scandir(self.dir))
+        except FileNotFoundError:
+            return
+        for e in entries:
+            try:
+                if e.name.startswith(".tmp-") and time.time() - e.stat().st_mtime > older_than_s:
+                    os.unlink(e.path)
+            except FileNotFoundError:
+                pass
+
 
 class _S3Store:
     """boto3, because pyarrow's S3 filesystem cannot send ``If-None-Match`` on a PUT."""
@@ -188,9 +273,22 @@ class _S3Store:
         if endpoint and "://" not in endpoint:
             endpoint = f"{query.get('scheme', 'https')}://{endpoint}"
         # AWS_ENDPOINT_URL (the variable pyarrow honours too) is read by boto3 itself when no override is given.
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name=query.get("region"))
+        from botocore.config import Config
+
+        # botocore's standard retry mode (backoff with jitter on 503 SlowDown, 500s, resets, timeouts) with more
+        # attempts than its default 3: a lease request that fails for good fails the run (docs/faults.md).
+        config = Config(retries={"mode": "standard", "max_attempts": RETRY_ATTEMPTS})
+        self.client = boto3.client("s3", endpoint_url=endpoint, region_name=query.get("region"), config=config)
+        self.errors_retried = 0
+        self.client.meta.events.register_first("needs-retry.s3", self._count_retry)
         self.bucket = parsed.netloc
         self.prefix = "/".join(p for p in (parsed.path.strip("/"), LEASE_DIR) if p) + "/"
+
+    def _count_retry(self, response=None, caught_exception=None, **_) -> None:
+        """Count the failed attempts botocore's retry handler (registered after this one) will judge."""
+        status = response[0].status_code if response and response[0] is not None else None
+        if caught_exception is not None or (status is not None and (status >= 500 or status == 429)):
+            self.errors_retried += 1
 
     def generations(self) -> list[int]:
         found: list[int] = []
@@ -267,6 +365,11 @@ class DatasetLease:
         self._thread: threading.Thread | None = None
         self.took_over: LeaseRecord | None = None
 
+    @property
+    def store_errors_retried(self) -> int:
+        """Failed S3 requests of this lease that were retried (0 on a local folder)."""
+        return int(getattr(self._store, "errors_retried", 0))
+
     # -- reading -------------------------------------------------------------------------------------------
     def current(self) -> LeaseRecord | None:
         """The lease as it stands (the highest generation), or None if the dataset was never leased."""
@@ -318,19 +421,42 @@ class DatasetLease:
                 continue  # pruned under us
             old = LeaseRecord.from_bytes(data) if data else None
             now = time.time()
+            gone = None
             if old is not None and not old.free(now):
-                return old
+                gone = holder_gone(old)
+                if gone is None:
+                    return old
             mine = LeaseRecord(
-                self.run_id, socket.gethostname(), os.getpid(), now, now, self.timeout_s, top + 1, "held", self._token
+                self.run_id,
+                socket.gethostname(),
+                os.getpid(),
+                now,
+                now,
+                self.timeout_s,
+                top + 1,
+                "held",
+                self._token,
+                _boot_id(),
+                _pid_namespace(),
             )
             if not self._create(mine):
                 continue  # another contender moved first: look again
             self._record, self._renewed_at = mine, time.monotonic()
             if old is not None and old.state == "held":
                 self.took_over = old
-                self.log(f"[lease] took over the stale lease on {self.out} from {old.describe(now)}")
+                self._log_takeover(old, gone, now)
             self._prune()
+            killpoints.reached("lease.acquired")
             return None
+
+    def _log_takeover(self, old: LeaseRecord, gone: str | None, now: float) -> None:
+        if gone is None:
+            self.log(f"[lease] took over the stale lease on {self.out} from {old.describe(now)}")
+            return
+        self.log(
+            f"[lease] took over the lease on {self.out} at once from {old.describe(now)}: {gone}, so it cannot "
+            "be alive (a holder on another host would be waited for until its heartbeat is stale)"
+        )
 
     def _create(self, record: LeaseRecord) -> bool:
         """Compare-and-swap: create generation N+1 exclusively, then make sure nothing newer already existed."""
@@ -351,6 +477,8 @@ class DatasetLease:
         try:
             for g in self._store.generations()[:-KEEP_GENERATIONS]:
                 self._store.delete(g)
+            if hasattr(self._store, "sweep"):
+                self._store.sweep()
         except Exception as e:  # noqa: BLE001 - pruning is housekeeping; the next holder retries it
             _log.debug("lease pruning failed: %s", e)
 
@@ -370,6 +498,7 @@ class DatasetLease:
                 self._record, self._renewed_at = nxt, time.monotonic()
                 if nxt.generation % KEEP_GENERATIONS == 0:
                     self._prune()
+                killpoints.reached("lease.renewed")
                 return
             winner = self.current()
             self._lost = (
@@ -416,6 +545,7 @@ class DatasetLease:
         with self._lock:
             if not self.held:
                 return
+            killpoints.reached("lease.release")
             done = replace(
                 self._record, heartbeat_at=time.time(), generation=self._record.generation + 1, state="released"
             )

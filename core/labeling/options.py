@@ -127,6 +127,13 @@ class LabelOptions:
         type=int,
         metavar="N",
     )
+    quarantine_bad_parts: bool = option(
+        False,
+        "--quarantine-bad-parts",
+        "move part files of the labels dataset that are not readable labels parts (truncated, foreign Parquet) "
+        "into its _quarantine/ folder, then label again the images left without a row (docs/faults.md)",
+        action="store_true",
+    )
     engine: str = option(
         "auto",
         "--engine",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,30 +29,96 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from core import errors
+from core import errors, killpoints
 from core.io import schema, storage
 from core.io.schema import LABELS_SCHEMA
 
 KEY_COLUMNS = [schema.IMAGE_ID, "model_id", "status", "error", "labeled_at"]
 
 
-def _fragments(out: str) -> list[tuple[str, pa.Table]]:
-    fs, path = storage.resolve(out)
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.NotFound:
-        return []
+QUARANTINE_DIR = "_quarantine"  # bad part files moved aside by --quarantine-bad-parts (ignored by readers)
+
+
+class CorruptPart(ValueError):
+    """Part files of a labels dataset that are not readable labels parts (truncated, or another table's Parquet).
+
+    Raised before anything is written: planning around a file it cannot read would relabel its images and leave
+    the bad file to break every reader, and skipping it silently would hide whatever else it held."""
+
+    exit_code = 2
+
+    def __init__(self, out: str, bad: list[tuple[str, str]]) -> None:
+        self.out, self.bad = out, bad
+        listed = "; ".join(f"{path} ({reason})" for path, reason in bad)
+        super().__init__(
+            f"labels dataset {out} has {len(bad)} part file(s) that are not readable labels parts: {listed}. "
+            f"Nothing was written. `scanlabel label --quarantine-bad-parts` moves them into {QUARANTINE_DIR}/ inside "
+            "the dataset and labels again every image left without a row (docs/faults.md, \"A corrupted labels "
+            "dataset\")"
+        )
+
+
+def _part_files(fs: pafs.FileSystem, path: str) -> list[str]:
     selector = pafs.FileSelector(path, recursive=False)
-    files = sorted(
+    return sorted(
         f.path
         for f in fs.get_file_info(selector)
         if f.type == pafs.FileType.File and f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_"))
     )
-    parts = []
-    for p in files:
-        table = _read_if_present(fs, p, KEY_COLUMNS)
+
+
+def _scan(out: str) -> tuple[list[tuple[str, pa.Table]], list[tuple[str, str]]]:
+    """Every part file's key columns, and the files that are not readable labels parts (with the reason)."""
+    fs, path = storage.resolve(out)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return [], []
+    parts, bad = [], []
+    for p in _part_files(fs, path):
+        try:
+            table = _read_if_present(fs, p, KEY_COLUMNS)
+        except (OSError, pa.ArrowInvalid) as e:
+            if storage.is_unavailable(e):
+                raise
+            bad.append((p, _reason(e)))
+            continue
         if table is not None:  # a concurrent compaction may delete a file between listing and reading
             parts.append((p, table))
+    return parts, bad
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    missing = re.search(r"No match for FieldRef\.Name\(([^)]*)\)", text)
+    if missing:
+        return f"not a labels part: no {missing.group(1)} column"
+    return text[:200]
+
+
+def _fragments(out: str) -> list[tuple[str, pa.Table]]:
+    parts, bad = _scan(out)
+    if bad:
+        raise CorruptPart(out, bad)
     return parts
+
+
+def quarantine_bad_parts(out: str, log: Callable[[str], None] = print) -> list[str]:
+    """Move every unreadable part file into ``_quarantine/`` inside the dataset; returns their names.
+
+    Only the lease holder calls this.  The rows such a file held are unknown (it cannot be read), so the next plan
+    simply finds its images without a row and labels them again; the file itself is kept for a person to look at.
+    """
+    _, bad = _scan(out)
+    moved = []
+    for path, reason in bad:
+        name = path.rsplit("/", 1)[-1]
+        target = storage.join(out, QUARANTINE_DIR, name)
+        source = f"{out.split('://')[0]}://{path}" if storage.is_remote(out) else path
+        storage.makedirs(storage.join(out, QUARANTINE_DIR))
+        fs, target_path = storage.resolve(target)
+        fs.move(storage.resolve(source)[1], target_path)
+        log(f"[label] quarantined {name} ({reason}) into {storage.join(out, QUARANTINE_DIR)}")
+        moved.append(name)
+    return moved
 
 
 def _read_if_present(fs: pafs.FileSystem, path: str, columns: list[str] | None = None) -> pa.Table | None:
@@ -155,22 +222,32 @@ class PartWriter:
             self.guard()
         table = pa.concat_tables(self._buffer).cast(self.schema)
         name = f"part-{self.run_id}-{self._seq:05d}.parquet"
+        killpoints.reached("parts.commit")
         storage.write_bytes_atomic(storage.join(self.out, name), _table_bytes(table))
+        killpoints.reached("parts.committed")
         self._seq += 1
         self.files.append(name)
         self.committed_rows += table.num_rows
         self._buffer, self._buffered = [], 0
 
 
+TEMPORARY_DIRS = ("", "_runs")  # where a holder writes through temporaries: the parts, and the run summaries
+
+
 def remove_stale_temporaries(out: str) -> int:
-    """Delete hidden temporaries a killed run left behind; only the lease holder calls this (core/labeling/lease.py), so
-    no live writer's temporary is removed under it."""
-    fs, path = storage.resolve(out)
+    """Delete hidden temporaries a killed run left behind (beside the parts and the run summaries); only the
+    lease holder calls this (core/labeling/lease.py), so no live writer's temporary is removed under it."""
+    fs, root = storage.resolve(out)
     removed = 0
-    for f in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
-        if f.type == pafs.FileType.File and f.base_name.startswith(".tmp-"):
-            fs.delete_file(f.path)
-            removed += 1
+    for sub in TEMPORARY_DIRS:
+        path = f"{root}/{sub}" if sub else root
+        if fs.get_file_info(path).type != pafs.FileType.Directory:
+            continue
+        for f in fs.get_file_info(pafs.FileSelector(path, recursive=False)):
+            if f.type == pafs.FileType.File and f.base_name.startswith(".tmp-"):
+                killpoints.reached("store.temporaries")
+                fs.delete_file(f.path)
+                removed += 1
     return removed
 
 
@@ -321,8 +398,10 @@ def apply_compaction(out: str, plan: CompactionPlan, guard: Callable[[], None] |
         dropped += table.num_rows - kept.num_rows
         uri = f"{out.split('://')[0]}://{path}" if storage.is_remote(out) else path
         if kept.num_rows:
+            killpoints.reached("compact.rewrite")
             storage.write_bytes_atomic(uri, _table_bytes(kept))
         else:
+            killpoints.reached("compact.delete")
             try:
                 fs.delete_file(path)
             except FileNotFoundError:
