@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from core import errors, readers
 from core.io import access, schema
-from core.model.preprocess import PreprocessConfig, compact_pixels
+from core.model.preprocess import PreprocessConfig, compact_pixels, decode
 from core.readers.header_map import HeaderMap, header_agrees
 
 PIXELS = "pixels"  # the compact model input (core.model.preprocess.compact_pixels): (n, s, s, 1), uint8 levels
@@ -65,8 +65,8 @@ def decode_batch(
         try:
             access.check_allowed(uri, roots)
             data = readers.read_uri(uri, max_bytes=max_bytes, allowed_roots=roots)
-            decoded = readers.decode_bytes(
-                data, uri, limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
+            decoded = decode(
+                data, uri, cfg, max_pixels=limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
             )
             pixels[i] = compact_pixels(decoded, cfg)  # the same steps as preprocess_file, plus the checks
             ok[i] = True

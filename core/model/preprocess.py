@@ -24,6 +24,7 @@ import numpy as np
 from core import readers
 
 _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+DECODE_MODES = ("full", "reduced")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class PreprocessConfig:
     # Round the windowed [0, 1] image to 8-bit levels (k / 255).  Bundles saved before this field existed
     # load with False (see from_dict), so their inputs stay exactly what they were trained on.
     quantize: bool = True
+    # "reduced": decode at the smallest resolution level that keeps >= 2x image_size pixels on the longer side,
+    # and compact in the source dtype (docs/decoding.md).  "full": decode every pixel, the path bundles saved
+    # before this field existed were trained on; they load with it (see from_dict), so their inputs stay the same.
+    decode: str = "reduced"
+
+    def __post_init__(self) -> None:
+        if self.decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, got {self.decode!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +61,8 @@ class PreprocessConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown preprocessing keys {sorted(unknown)} (bundle from a newer version?)")
-        return cls(**{"quantize": False, **d})  # a config without the key predates quantisation
+        # A config without a key predates that feature: quantisation, then reduced decoding.
+        return cls(**{"quantize": False, "decode": "full", **d})
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -67,6 +77,12 @@ class PreprocessConfig:
     @property
     def compact_dtype(self) -> np.dtype:
         return np.dtype(np.uint8) if self.quantize else np.dtype(np.float32)
+
+    @property
+    def min_side(self) -> int:
+        """What the readers are asked to keep on the longer side: ``2 * image_size`` on the reduced path (enough
+        for a clean area downsample to the input), 0 (full size) on the full path."""
+        return 2 * self.image_size if self.decode == "reduced" else 0
 
 
 def normalize_intensity(
@@ -124,6 +140,8 @@ def expand(compact: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 
 def compact_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
     """Decoded pixels → the compact model input (window, letterbox, one channel, 8-bit levels)."""
+    if cfg.decode == "reduced":
+        return _compact_reduced(decoded, cfg)
     gray = decoded.pixels
     mask = decoded.mask
     # Downscale very large images before the percentile pass: cheaper and identical in distribution.
@@ -139,13 +157,70 @@ def compact_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarra
     return (quantize(square) if cfg.quantize else square)[:, :, None]
 
 
+def _compact_reduced(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
+    """The reduced path's compaction: the same window and letterbox, computed in the source dtype.
+
+    An integer-factor area reduction (exact block means, OpenCV's fast path) takes the image to >= 2x the input
+    side, and for 8/16-bit integer pixels the percentiles come from a histogram and the window is a lookup
+    table, instead of a float copy, a sort and a float pass over every pixel (docs/decoding.md, "Compaction")."""
+    gray, mask = decoded.pixels, decoded.mask
+    k = max(gray.shape[:2]) // (2 * cfg.image_size)
+    if k >= 2:
+        h, w = (gray.shape[0] // k) * k, (gray.shape[1] // k) * k
+        gray = cv2.resize(gray[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        if mask is not None:
+            mask = np.ascontiguousarray(mask[k // 2 : h : k, k // 2 : w : k])
+    if gray.dtype in (np.uint8, np.uint16):
+        norm = _window_integer(gray, mask, cfg.low_percentile, cfg.high_percentile)
+    else:
+        norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
+    square = letterbox(norm, cfg.image_size, cfg.interpolation)
+    return (quantize(square) if cfg.quantize else square)[:, :, None]
+
+
+def histogram_percentiles(sample: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """``np.percentile(sample, qs)`` (linear interpolation) of unsigned 8/16-bit integers from their histogram:
+    exact, without sorting."""
+    cum = np.cumsum(np.bincount(sample.ravel(), minlength=256 if sample.dtype == np.uint8 else 65536))
+    n = int(cum[-1])
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (n - 1)
+        i = int(np.floor(pos))
+        a = int(np.searchsorted(cum, i, side="right"))
+        b = int(np.searchsorted(cum, min(i + 1, n - 1), side="right"))
+        out.append(a + (pos - i) * (b - a))
+    return out
+
+
+def _window_integer(gray: np.ndarray, mask: np.ndarray | None, low: float, high: float) -> np.ndarray:
+    """:func:`normalize_intensity` for unsigned integer pixels, as a histogram and a lookup table."""
+    sample = gray[mask] if mask is not None and mask.any() else gray
+    lo, hi = histogram_percentiles(sample, (low, high))
+    if hi - lo < 1e-6:
+        lo, hi = float(sample.min()), float(sample.max())
+    scale = 1.0 / (hi - lo) if hi - lo > 1e-6 else 0.0
+    levels = np.arange(256 if gray.dtype == np.uint8 else 65536, dtype=np.float32)
+    lut = np.clip((levels - np.float32(lo)) * np.float32(scale), 0.0, 1.0)
+    out = cv2.LUT(gray, lut) if gray.dtype == np.uint8 else lut[gray]
+    if mask is not None:
+        out[~mask] = 0.0
+    return out
+
+
+def decode(data: bytes, uri: str, cfg: PreprocessConfig, **kw: Any) -> readers.Decoded:
+    """The reader call of the preprocessing: :func:`core.readers.decode_bytes` at the config's resolution
+    (``kw``: the labeling job's limits, scope and header map)."""
+    return readers.decode_bytes(data, uri, kw.pop("max_pixels", cfg.max_pixels), min_side=cfg.min_side, **kw)
+
+
 def preprocess_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
     """Decoded pixels → model input: :func:`compact_pixels` then :func:`expand`."""
     return expand(compact_pixels(decoded, cfg), cfg)
 
 
 def preprocess_bytes(data: bytes, uri: str, cfg: PreprocessConfig) -> tuple[np.ndarray, dict[str, Any]]:
-    decoded = readers.decode_bytes(data, uri, cfg.max_pixels)
+    decoded = decode(data, uri, cfg)
     return preprocess_pixels(decoded, cfg), decoded.meta
 
 
