@@ -107,11 +107,17 @@ def normalize_intensity(
     return out
 
 
-def letterbox(img: np.ndarray, size: int, interpolation: str = "area") -> np.ndarray:
-    """Resize keeping the aspect ratio and pad with zeros (black) to a square, centred."""
+def letterbox(
+    img: np.ndarray, size: int, interpolation: str = "area", source: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Resize keeping the aspect ratio and pad with zeros (black) to a square, centred.
+
+    ``source``: the (rows, columns) the image was decoded from, when it was decoded or reduced to a smaller
+    size; the placed size then follows the source's aspect, so every decode level gives the same geometry."""
     h, w = img.shape[:2]
     s = size / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    sh, sw = source if source else (h, w)
+    nh, nw = max(1, round(sh * size / max(sh, sw))), max(1, round(sw * size / max(sh, sw)))
     interp = _INTERPOLATION[interpolation] if s < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(img, (nw, nh), interpolation=interp)
     out = np.zeros((size, size), dtype=np.float32)
@@ -174,7 +180,9 @@ def _compact_reduced(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndar
         norm = _window_integer(gray, mask, cfg.low_percentile, cfg.high_percentile)
     else:
         norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
-    square = letterbox(norm, cfg.image_size, cfg.interpolation)
+    rows, columns = decoded.meta.get("rows"), decoded.meta.get("columns")
+    source = (int(rows), int(columns)) if rows and columns else None
+    square = letterbox(norm, cfg.image_size, cfg.interpolation, source)
     return (quantize(square) if cfg.quantize else square)[:, :, None]
 
 

@@ -28,9 +28,8 @@ _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 
 
 def complete(codestream: bytes) -> bool:
     """Whether the codestream ends in its end marker (JPEG EOI and JPEG 2000 EOC are both FFD9), allowing the
-    one zero byte of padding DICOM adds to make a fragment even."""
-    tail = codestream[-3:]
-    return tail.endswith(b"\xff\xd9") or tail == b"\xff\xd9\x00"
+    one byte of padding DICOM adds to make a fragment even (a zero by the standard; some writers use FF)."""
+    return codestream.endswith(b"\xff\xd9") or codestream[-3:-1] == b"\xff\xd9"
 
 
 def frame_header(codestream: bytes) -> tuple[int, int, int, int, int] | None:
