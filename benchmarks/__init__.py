@@ -5,4 +5,4 @@ Not installed with the package; run from a source checkout as ``python -m jobs.b
 that runs them.  ``benchmarks.gpu`` runs alone on a GPU machine (``python -m benchmarks.gpu``).
 """
 
-MODULES = ("benchmarks.label", "benchmarks.train", "benchmarks.trust")
+MODULES = ("benchmarks.label", "benchmarks.decode", "benchmarks.train", "benchmarks.trust")
