@@ -145,7 +145,7 @@ def run_decode(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)  # one decode core, as the job's decode tasks run
     syntaxes = args.syntax or sorted(SYNTAXES)
     print(f"machine: load {_load()} before (shared machine: ratios within this run are what count)", flush=True)
-    cases = make_cases(args.images, args.rows, syntaxes)
+    cases = [c for c in make_cases(args.images, args.rows, syntaxes) if not args.only or args.only in c.name]
     rows = []
     for case in cases:
         rows.append(measure(case, args.image_size, args.repeats))
@@ -177,5 +177,6 @@ def register(sub) -> None:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--syntax", action="append", choices=sorted(SYNTAXES), help="DICOM syntaxes (default: all)")
     p.add_argument("--gpu-rate", type=float, default=GPU_RATE, help="model images/s of one GPU, for cores per GPU")
+    p.add_argument("--only", default="", help="measure only the cases whose name contains this (e.g. PNG)")
     p.add_argument("--out", default="bench_out/decode")
     p.set_defaults(bench_run=run_decode)

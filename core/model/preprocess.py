@@ -108,18 +108,25 @@ def normalize_intensity(
 
 
 def letterbox(
-    img: np.ndarray, size: int, interpolation: str = "area", source: tuple[int, int] | None = None
+    img: np.ndarray,
+    size: int,
+    interpolation: str = "area",
+    source: tuple[int, int] | None = None,
+    lut: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resize keeping the aspect ratio and pad with zeros (black) to a square, centred.
 
     ``source``: the (rows, columns) the image was decoded from, when it was decoded or reduced to a smaller
-    size; the placed size then follows the source's aspect, so every decode level gives the same geometry."""
+    size; the placed size then follows the source's aspect, so every decode level gives the same geometry.
+    ``lut``: integer pixels are resized as they are and then looked up in it (the reduced path's window)."""
     h, w = img.shape[:2]
     s = size / max(h, w)
     sh, sw = source if source else (h, w)
     nh, nw = max(1, round(sh * size / max(sh, sw))), max(1, round(sw * size / max(sh, sw)))
     interp = _INTERPOLATION[interpolation] if s < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(img, (nw, nh), interpolation=interp)
+    if lut is not None:
+        resized = lut[resized]
     out = np.zeros((size, size), dtype=np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
     out[top : top + nh, left : left + nw] = resized
@@ -176,13 +183,21 @@ def _compact_reduced(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndar
         gray = cv2.resize(gray[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
         if mask is not None:
             mask = np.ascontiguousarray(mask[k // 2 : h : k, k // 2 : w : k])
-    if gray.dtype in (np.uint8, np.uint16):
-        norm = _window_integer(gray, mask, cfg.low_percentile, cfg.high_percentile)
-    else:
-        norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
     rows, columns = decoded.meta.get("rows"), decoded.meta.get("columns")
     source = (int(rows), int(columns)) if rows and columns else None
-    square = letterbox(norm, cfg.image_size, cfg.interpolation, source)
+    if gray.dtype == np.uint16 and mask is None:
+        # 16-bit: resize first, then window the input's pixels through the table, not the source's.
+        lut = _window_lut(gray, None, cfg.low_percentile, cfg.high_percentile)
+        square = letterbox(gray, cfg.image_size, cfg.interpolation, source, lut=lut)
+    else:
+        if gray.dtype in (np.uint8, np.uint16):
+            lut = _window_lut(gray, mask, cfg.low_percentile, cfg.high_percentile)
+            norm = cv2.LUT(gray, lut) if gray.dtype == np.uint8 else lut[gray]
+            if mask is not None:
+                norm[~mask] = 0.0
+        else:
+            norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
+        square = letterbox(norm, cfg.image_size, cfg.interpolation, source)
     return (quantize(square) if cfg.quantize else square)[:, :, None]
 
 
@@ -201,19 +216,18 @@ def histogram_percentiles(sample: np.ndarray, qs: tuple[float, ...]) -> list[flo
     return out
 
 
-def _window_integer(gray: np.ndarray, mask: np.ndarray | None, low: float, high: float) -> np.ndarray:
-    """:func:`normalize_intensity` for unsigned integer pixels, as a histogram and a lookup table."""
+def _window_lut(gray: np.ndarray, mask: np.ndarray | None, low: float, high: float) -> np.ndarray:
+    """:func:`normalize_intensity`'s window for unsigned 8/16-bit pixels as a lookup table (value -> [0, 1]),
+    its percentiles from a histogram of at most ~131k pixels."""
     sample = gray[mask] if mask is not None and mask.any() else gray
+    if sample.size > 131_072:
+        sample = sample.ravel()[:: sample.size // 131_072]
     lo, hi = histogram_percentiles(sample, (low, high))
     if hi - lo < 1e-6:
         lo, hi = float(sample.min()), float(sample.max())
     scale = 1.0 / (hi - lo) if hi - lo > 1e-6 else 0.0
     levels = np.arange(256 if gray.dtype == np.uint8 else 65536, dtype=np.float32)
-    lut = np.clip((levels - np.float32(lo)) * np.float32(scale), 0.0, 1.0)
-    out = cv2.LUT(gray, lut) if gray.dtype == np.uint8 else lut[gray]
-    if mask is not None:
-        out[~mask] = 0.0
-    return out
+    return np.clip((levels - np.float32(lo)) * np.float32(scale), 0.0, 1.0)
 
 
 def decode(data: bytes, uri: str, cfg: PreprocessConfig, **kw: Any) -> readers.Decoded:
