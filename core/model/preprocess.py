@@ -112,25 +112,31 @@ def letterbox(
     size: int,
     interpolation: str = "area",
     source: tuple[int, int] | None = None,
-    lut: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resize keeping the aspect ratio and pad with zeros (black) to a square, centred.
 
     ``source``: the (rows, columns) the image was decoded from, when it was decoded or reduced to a smaller
-    size; the placed size then follows the source's aspect, so every decode level gives the same geometry.
-    ``lut``: integer pixels are resized as they are and then looked up in it (the reduced path's window)."""
+    size; the placed size then follows the source's aspect, so every decode level gives the same geometry."""
     h, w = img.shape[:2]
     s = size / max(h, w)
-    sh, sw = source if source else (h, w)
-    nh, nw = max(1, round(sh * size / max(sh, sw))), max(1, round(sw * size / max(sh, sw)))
+    nh, nw = placed_size(source, size) if source else (max(1, round(h * s)), max(1, round(w * s)))
     interp = _INTERPOLATION[interpolation] if s < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(img, (nw, nh), interpolation=interp)
-    if lut is not None:
-        resized = lut[resized]
     out = np.zeros((size, size), dtype=np.float32)
     top, left = (size - nh) // 2, (size - nw) // 2
     out[top : top + nh, left : left + nw] = resized
     return out
+
+
+def placed_size(source: tuple[int, int], size: int) -> tuple[int, int]:
+    """(rows, columns) the full path places an image of ``source`` size at, its two roundings included (the
+    pre-shrink of :func:`compact_pixels`, then the letterbox), so the reduced path lands on the same pixels."""
+    h, w = source
+    if max(h, w) > 4 * size:
+        f = (2 * size) / max(h, w)
+        h, w = max(1, round(h * f)), max(1, round(w * f))
+    s = size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
 
 
 LEVELS = 255  # 8-bit: the levels every backbone's ImageNet input had, and what a display shows
@@ -171,34 +177,52 @@ def compact_pixels(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarra
 
 
 def _compact_reduced(decoded: readers.Decoded, cfg: PreprocessConfig) -> np.ndarray:
-    """The reduced path's compaction: the same window and letterbox, computed in the source dtype.
+    """The reduced path's compaction: the full path's window and letterbox, computed in the source dtype.
 
-    An integer-factor area reduction (exact block means, OpenCV's fast path) takes the image to >= 2x the input
-    side, and for 8/16-bit integer pixels the percentiles come from a histogram and the window is a lookup
-    table, instead of a float copy, a sort and a float pass over every pixel (docs/decoding.md, "Compaction")."""
-    gray, mask = decoded.pixels, decoded.mask
-    k = max(gray.shape[:2]) // (2 * cfg.image_size)
-    if k >= 2:
-        h, w = (gray.shape[0] // k) * k, (gray.shape[1] // k) * k
-        gray = cv2.resize(gray[:h, :w], (w // k, h // k), interpolation=cv2.INTER_AREA)
-        if mask is not None:
-            mask = np.ascontiguousarray(mask[k // 2 : h : k, k // 2 : w : k])
+    The image is shrunk to the size the full path windows (:func:`_shrink`), then for 8/16-bit integer pixels
+    the percentiles come from a histogram and the window is a lookup table, instead of a float copy, a sort and
+    a float pass over every pixel (docs/decoding.md, "Compaction")."""
     rows, columns = decoded.meta.get("rows"), decoded.meta.get("columns")
     source = (int(rows), int(columns)) if rows and columns else None
-    if gray.dtype == np.uint16 and mask is None:
-        # 16-bit: resize first, then window the input's pixels through the table, not the source's.
-        lut = _window_lut(gray, None, cfg.low_percentile, cfg.high_percentile)
-        square = letterbox(gray, cfg.image_size, cfg.interpolation, source, lut=lut)
+    gray, mask = _shrink(decoded.pixels, decoded.mask, source or decoded.pixels.shape[:2], cfg.image_size)
+    if gray.dtype in (np.uint8, np.uint16):
+        # The window before the resize, as on the full path: resizing first would blend clipped and unclipped
+        # pixels differently along every edge that crosses the window's limits (collimators, markers).
+        lut = _window_lut(gray, mask, cfg.low_percentile, cfg.high_percentile)
+        norm = cv2.LUT(gray, lut) if gray.dtype == np.uint8 else lut[gray]
+        if mask is not None:
+            norm[~mask] = 0.0
     else:
-        if gray.dtype in (np.uint8, np.uint16):
-            lut = _window_lut(gray, mask, cfg.low_percentile, cfg.high_percentile)
-            norm = cv2.LUT(gray, lut) if gray.dtype == np.uint8 else lut[gray]
-            if mask is not None:
-                norm[~mask] = 0.0
-        else:
-            norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
-        square = letterbox(norm, cfg.image_size, cfg.interpolation, source)
+        norm = normalize_intensity(gray, mask, cfg.low_percentile, cfg.high_percentile)
+    square = letterbox(norm, cfg.image_size, cfg.interpolation, source)
     return (quantize(square) if cfg.quantize else square)[:, :, None]
+
+
+def _shrink(
+    gray: np.ndarray, mask: np.ndarray | None, source: tuple[int, int], size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """To the size the full path windows (its pre-shrink of a source over 4x the input side to 2x), with the
+    same area resampling but in the source dtype.  8-bit pixels are widened to 16 bits (x 256) on the way, so
+    area means keep 1/256 of a level: a narrow window would otherwise magnify their rounding.  Where the sides
+    divide by the integer factor that keeps >= 2x, exact block means go first (OpenCV's fast path) and the
+    fractional rest runs on the small image; elsewhere one area resize, since cropping to a multiple of the
+    factor would shift the geometry by up to half an input pixel."""
+    h0, w0 = source
+    if max(h0, w0) <= 4 * size:
+        return gray, mask
+    f = (2 * size) / max(h0, w0)
+    target = (max(1, round(w0 * f)), max(1, round(h0 * f)))  # (width, height), as OpenCV takes it
+    if gray.shape[1::-1] == target:
+        return gray, mask
+    if gray.dtype == np.uint8:
+        gray = np.left_shift(gray, 8, dtype=np.uint16)
+    k = max(gray.shape[:2]) // (2 * size)
+    if k >= 2 and gray.shape[0] % k == 0 and gray.shape[1] % k == 0:  # exact block means: OpenCV's fast path
+        gray = cv2.resize(gray, (gray.shape[1] // k, gray.shape[0] // k), interpolation=cv2.INTER_AREA)
+    gray = cv2.resize(gray, target, interpolation=cv2.INTER_AREA)
+    if mask is not None:
+        mask = cv2.resize(mask.astype(np.uint8), target, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return gray, mask
 
 
 def histogram_percentiles(sample: np.ndarray, qs: tuple[float, ...]) -> list[float]:
