@@ -180,8 +180,13 @@ def decode_file(data: bytes, max_pixels: int, min_side: int = 0) -> Decoded:
         gray = _unshift(gray, head.precision)
     if r > 0:
         gray = recentre(gray, r)
-    meta = {"source_format": "jpeg2000", "rows": dims[0], "columns": dims[1],
-            "bit_depth": int(gray.dtype.itemsize * 8), "channels": int(channels)}
+    meta = {
+        "source_format": "jpeg2000",
+        "rows": dims[0],
+        "columns": dims[1],
+        "bit_depth": int(gray.dtype.itemsize * 8),
+        "channels": int(channels),
+    }
     if min_side > 0:
         meta["decode_reduction"] = 2**r
     return Decoded(pixels=gray, meta=meta)
