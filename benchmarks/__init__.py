@@ -5,4 +5,11 @@ Not installed with the package; run from a source checkout as ``python -m jobs.b
 that runs them.  ``benchmarks.gpu`` runs alone on a GPU machine (``python -m benchmarks.gpu``).
 """
 
-MODULES = ("benchmarks.label", "benchmarks.train", "benchmarks.trust", "benchmarks.dicomweb", "benchmarks.faults")
+MODULES = (
+    "benchmarks.label",
+    "benchmarks.decode",
+    "benchmarks.train",
+    "benchmarks.trust",
+    "benchmarks.dicomweb",
+    "benchmarks.faults",
+)

@@ -18,9 +18,10 @@ A repeat with the same weights in a bundle without trust data gives trust scorin
 
 The bench says how quiet the machine was: the 1-minute load average before and after, and the CPU time other
 processes took while it ran (from ``/proc/stat`` minus this process tree).  Figures from a busy machine are
-printed with a loud warning and are not to be recorded.  ``--format dicom`` swaps the PNGs for JPEG 2000
-compressed ~2k² CR DICOM files, where decode dominates, and shows decode tasks scaling apart from the model
-actors (1 and 2 decode CPUs).
+printed with a loud warning and are not to be recorded.  ``--format dicom`` swaps the PNGs for ~2k² CR DICOM
+files of one transfer syntax (``--syntax``, JPEG 2000 lossless by default), where decode dominates, runs today's
+full decode and the reduced one (docs/decoding.md) in the same run, and shows decode tasks scaling apart from the
+model actors (1 and 2 decode CPUs).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import pyarrow.parquet as pq
 from core.io import schema
 from core.model.bundle import load_bundle
 from core.model.preprocess import PreprocessConfig, preprocess_file
+from core.synthetic.syntaxes import SYNTAXES
 from core.synthetic.throughput import untrained_bundle, write_dicoms, write_images
 
 QUIET_LOAD = 0.5  # 1-minute load average above which the machine was not quiet before the bench
@@ -621,8 +623,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_dicom_bench(args: argparse.Namespace) -> int:
-    """JPEG 2000 CR files: decode-only, model-only, and the job with 1 and then 2 decode CPUs beside one model
-    actor; the model actor count stays the same, so the gain is the decode tasks scaling on their own."""
+    """CR DICOM files of one transfer syntax (JPEG 2000 lossless by default), today's full decode against the
+    reduced one (docs/decoding.md) in the same run: decode-only, model-only, and the job end to end beside one
+    model actor - full path with 2 decode CPUs, reduced path with 1 and 2 (the decode tasks scaling alone)."""
     from cluster.runtime import ensure_ray
 
     q = Quietness()
@@ -630,48 +633,53 @@ def run_dicom_bench(args: argparse.Namespace) -> int:
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     print(f"machine: 1-min load average before: {q.load_before:.2f}", flush=True)
-    manifest = write_dicoms(out, args.images, args.dicom_size)
+    manifest = write_dicoms(out, args.images, args.dicom_size, syntax=args.syntax)
     uris = pq.read_table(manifest).column(schema.URI).to_pylist()
-    bundle = untrained_bundle(out, args.backbone, args.image_size, trust_from=uris[:16])  # the PNG bench's, if made
-    cfg = load_bundle(bundle).preprocess
+    bundles = {
+        mode: untrained_bundle(out, args.backbone, args.image_size, trust_from=uris[:16], decode=mode)
+        for mode in ("full", "reduced")
+    }
     size_mb = sum(os.path.getsize(u) for u in uris) / len(uris) / 1e6
     print(
-        f"bench label --format dicom: {len(uris)} CR DICOM files, {args.dicom_size} rows, 12-bit, JPEG 2000 "
-        f"lossless ({size_mb:.1f} MB each), {args.backbone} @ {args.image_size}, batch {args.batch_size}, "
-        f"{cores} cores"
+        f"bench label --format dicom --syntax {args.syntax}: {len(uris)} CR DICOM files, {args.dicom_size} rows "
+        f"({size_mb:.1f} MB each), {args.backbone} @ {args.image_size}, batch {args.batch_size}, {cores} cores"
     )
-    limit = measure_limit(uris, cfg, bundle, args.batch_size, cores, images=32, batches=6)  # ~0.4 s per image
-    print(
-        f"decode-only: {1 / limit.decode_s:.2f} img/s on 1 core ({limit.decode_wall * 1000:.0f} ms wall, "
-        f"{limit.decode_cpu * 1000:.0f} ms CPU per image)"
-    )
-    print(f"model-only: {limit.model_ips:.1f} img/s on {cores} cores")
-    print(f"limit: {limit.rate:.2f} img/s")
     ensure_ray()
     warm_ray_data()
-    rates = {}
-    for decode_cpus, label in ((1.0, 1), (0.5, 2)):
-        # One model actor holding 1 CPU; the rest of the 2-CPU cluster runs decode tasks of `decode_cpus` each.
+    rates: dict[tuple[str, int], float] = {}
+    for mode, decode_cpus in (("full", 2), ("reduced", 2), ("reduced", 1)):
+        bundle = bundles[mode]
+        limit = measure_limit(
+            uris, load_bundle(bundle).preprocess, bundle, args.batch_size, cores, images=32, batches=6
+        )
+        print(
+            f"[{mode}] decode-only: {1 / limit.decode_s:.2f} img/s on 1 core ({limit.decode_cpu * 1000:.0f} ms CPU "
+            f"per image); model-only: {limit.model_ips:.1f} img/s on {cores} cores; limit {limit.rate:.2f} img/s"
+        )
+        # One model actor holding 1 CPU; the rest of the 2-CPU cluster runs decode tasks of 1 / decode_cpus each.
         e = end_to_end(
             manifest,
             bundle,
-            os.path.join(out, f"labels_dicom_{label}"),
+            os.path.join(out, f"labels_dicom_{args.syntax}_{mode}_{decode_cpus}"),
             args.batch_size,
             model_actors=1,
-            decode_cpus=decode_cpus,
-            rows_per_block=16,  # each image is ~0.5 s of decode: blocks of half a batch give every decode slot work
+            decode_cpus=1.0 / decode_cpus,
+            rows_per_block=16,  # each full-size image is ~0.5 s of decode: blocks of half a batch spread the work
         )
-        rates[label] = e.whole_rate
+        rates[(mode, decode_cpus)] = e.whole_rate
         print(
-            f"end-to-end with {label} decode CPU(s) (decode tasks of {decode_cpus} CPU beside 1 model actor): "
-            f"{e.whole_rate:.2f} img/s whole run, {e.steady_rate:.2f} img/s steady ({e.images} images, ok={e.ok})"
+            f"[{mode}] end-to-end with {decode_cpus} decode CPU(s) beside 1 model actor: {e.whole_rate:.2f} img/s "
+            f"whole run, {e.steady_rate:.2f} img/s steady ({e.images} images, ok={e.ok})"
         )
     _quiet_report(q)
+    full, reduced = rates[("full", 2)], rates[("reduced", 2)]
     _finish(
-        f"dicom_decode_cpus_1={rates[1]:.2f} dicom_decode_cpus_2={rates[2]:.2f} "
-        f"decode_scaling={rates[2] / max(rates[1], 1e-9):.2f}"
+        f"dicom_{args.syntax}_full={full:.2f} dicom_{args.syntax}_reduced={reduced:.2f} "
+        f"reduced_speedup={reduced / max(full, 1e-9):.2f} "
+        f"decode_scaling={reduced / max(rates[('reduced', 1)], 1e-9):.2f}"
     )
     return 0
+
 
 def register(sub) -> None:
     """The ``register`` of ``python -m jobs.bench``: this benchmark's sub-command and flags."""
@@ -682,9 +690,15 @@ def register(sub) -> None:
         choices=["png", "dicom"],
         default="png",
         help="png: 1024² PNGs, the job against its CPU limit, the naive loop and the Ray Data docs pattern; "
-        "dicom: JPEG 2000 CR files where decode dominates, with 1 and 2 decode CPUs",
+        "dicom: CR files (--syntax) where decode dominates, full vs reduced decode, 1 and 2 decode CPUs",
     )
     p.add_argument("--dicom-size", type=int, default=2048, help="rows of the generated DICOM files")
+    p.add_argument(
+        "--syntax",
+        choices=sorted(SYNTAXES),
+        default="j2k_lossless",
+        help="transfer syntax of the generated DICOM files (--format dicom)",
+    )
     p.add_argument("--backbone", default="efficientnet_b0")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--source-size", type=int, default=1024, help="side of the generated PNGs")

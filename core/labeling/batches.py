@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from core import errors, readers
 from core.io import access, dicomweb, schema
-from core.model.preprocess import PreprocessConfig, compact_pixels
+from core.model.preprocess import PreprocessConfig, compact_pixels, decode
 from core.readers.header_map import HeaderMap, header_agrees
 
 PIXELS = "pixels"  # the compact model input (core.model.preprocess.compact_pixels): (n, s, s, 1), uint8 levels
@@ -70,8 +70,8 @@ def decode_batch(
         try:
             if isinstance(data, BaseException):
                 raise data
-            decoded = readers.decode_bytes(
-                data, uri, limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
+            decoded = decode(
+                data, uri, cfg, max_pixels=limit, max_bytes=max_bytes, header_map=header_map, modalities=modalities
             )
             pixels[i] = compact_pixels(decoded, cfg)  # the same steps as preprocess_file, plus the checks
             ok[i] = True

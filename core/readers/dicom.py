@@ -4,6 +4,9 @@ DICOM
     * Transfer syntaxes: whatever pydicom 3 decodes with the installed plugins - native little/big endian,
       implicit/explicit VR, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000 (and HTJ2K).
       One with no decoder (MPEG/H.264/HEVC video, JPIP, private syntaxes) is ``unsupported_format``.
+    * Reduced path (``min_side`` > 0): an unsigned MONOCHROME frame of a JPEG 2000/HTJ2K/JPEG/JPEG-LS syntax is
+      first offered to :mod:`core.readers.frames` (decoding at a fraction of full size where the codec allows);
+      anything those decoders decline or fail on takes the full path above, with its error codes.
     * Files without preamble or file meta are read with ``force=True`` when their first bytes look like a
       DICOM data element (group 0x0002 or 0x0008, either byte order); the transfer syntax is then the one
       pydicom inferred while parsing.
@@ -51,24 +54,17 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from core import errors
+from core.readers import frames as frames_
 from core.readers import privacy, scope
 from core.readers.base import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, Decoded, check_pixels
 from core.readers.header_map import HeaderMap, map_header
+from core.readers.jpeg2000 import j2k_dimensions
 from core.readers.raster import jpeg_dimensions
 
 # DICOM attributes whose value may be written out (not identifying; filtered through safe_code_string).
 SAFE_DICOM_FIELDS = ("Modality", "BodyPartExamined", "PhotometricInterpretation")
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"
-
-
-def j2k_dimensions(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from a JPEG 2000 codestream's SIZ segment (bare or inside a JP2 box), None if absent."""
-    i = data.find(b"\xff\x4f\xff\x51", 0, 4096)
-    if i < 0 or i + 24 > len(data):
-        return None
-    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[i + 8 : i + 24])
-    return ysiz - yosiz, xsiz - xosiz
 
 
 _decoding = contextvars.ContextVar("scanlabel_decoding_dicom", default=False)
@@ -272,7 +268,12 @@ def _monochrome(ds, arr: np.ndarray, photometric: str) -> tuple[np.ndarray, np.n
 
 
 def _decode_dicom(
-    data: bytes, max_pixels: int, max_bytes: int, mapping: HeaderMap | None, modalities: Sequence[str] | None
+    data: bytes,
+    max_pixels: int,
+    max_bytes: int,
+    mapping: HeaderMap | None,
+    modalities: Sequence[str] | None,
+    min_side: int = 0,
 ) -> Decoded:
     import pydicom
 
@@ -293,7 +294,7 @@ def _decode_dicom(
         # A forced parse of bytes that merely start like a data element: don't let garbage pass as a skip.
         raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "not a DICOM object (no preamble, no SOP class)")
     try:
-        return _decode_dataset(ds, max_pixels, mapping, modalities)
+        return _decode_dataset(ds, max_pixels, mapping, modalities, min_side)
     except errors.ScanError as e:
         # Messages are built from codes and numbers; scrubbing is the second line of defence.
         raise errors.ScanError(e.code, privacy.scrub(e.message, privacy.phi_values(ds)) or "") from e
@@ -316,8 +317,10 @@ def _header_scope(ds, modalities: Sequence[str] | None) -> tuple[str | None, str
     return modality, scope.sop_class_keyword(sop)
 
 
-def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None, modalities: Sequence[str] | None) -> Decoded:
-    from pydicom.pixels import apply_color_lut, as_pixel_options, get_decoder
+def _decode_dataset(
+    ds, max_pixels: int, mapping: HeaderMap | None, modalities: Sequence[str] | None, min_side: int = 0
+) -> Decoded:
+    from pydicom.pixels import apply_color_lut, get_decoder
 
     pixel_keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
     modality, sop_class = _header_scope(ds, modalities)  # scope first: an RT dose grid is never decoded
@@ -345,14 +348,11 @@ def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None, modalities: 
         raise errors.ScanError(errors.DECODE_ERROR, f"codestream claims {dims[1]}x{dims[0]}, header {cols}x{rows}")
     photometric = privacy.safe_code_string(ds.get("PhotometricInterpretation")) or "MONOCHROME2"
     photometric = photometric.upper()
-    try:
-        arr, props = decoder.as_array(ds, index=index, raw=False, **as_pixel_options(ds))
-    except (MemoryError, errors.ScanError, KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except NotImplementedError as e:
-        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"cannot decode {_ts_name(ts)} pixel data") from e
-    except BaseException as e:  # noqa: BLE001 - corrupt data raises assorted errors; the Rust plugins even panic
-        raise errors.ScanError(errors.DECODE_ERROR, f"{_ts_name(ts)} pixel data: {type(e).__name__}") from e
+    fast = _reduced_frame(ds, ts, index, frames, photometric, min_side) if min_side > 0 else None
+    if fast is not None:
+        arr, props = fast.pixels, {}
+    else:
+        arr, props = _full_frame(ds, decoder, ts, index)
     out_photometric = str(props.get("photometric_interpretation") or photometric).upper()
     mask = None
     has_voi = False
@@ -390,7 +390,49 @@ def _decode_dataset(ds, max_pixels: int, mapping: HeaderMap | None, modalities: 
         "modality": modality,
         "sop_class": sop_class,
     }
+    if min_side > 0:
+        meta["decode_reduction"] = fast.reduction if fast is not None else 1
     return Decoded(pixels=out, meta=meta, mask=mask)
+
+
+def _full_frame(ds, decoder, ts, index: int) -> tuple[np.ndarray, dict]:
+    """The frame at full size through pydicom's decoder (the only path of ``decode="full"``)."""
+    from pydicom.pixels import as_pixel_options
+
+    try:
+        return decoder.as_array(ds, index=index, raw=False, **as_pixel_options(ds))
+    except (MemoryError, errors.ScanError, KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except NotImplementedError as e:
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"cannot decode {_ts_name(ts)} pixel data") from e
+    except BaseException as e:  # noqa: BLE001 - corrupt data raises assorted errors; the Rust plugins even panic
+        raise errors.ScanError(errors.DECODE_ERROR, f"{_ts_name(ts)} pixel data: {type(e).__name__}") from e
+
+
+def _reduced_frame(ds, ts, index: int, frames: int, photometric: str, min_side: int) -> frames_.FrameResult | None:
+    """The frame from the reduced path's decoders (:mod:`core.readers.frames`), or None for the full decode.
+
+    Only unsigned single-sample MONOCHROME frames of 8 or 16 bits allocated are offered: those are the
+    radiographs the reduced path is for, and every other case keeps pydicom's handling (sign correction,
+    colour spaces, palette) untouched."""
+    from pydicom.encaps import get_frame
+
+    if not (ts.is_compressed and ts.is_encapsulated) or not frames_.decoders_for(ts):
+        return None
+    if photometric not in ("MONOCHROME1", "MONOCHROME2") or (_int_attr(ds, "SamplesPerPixel", 1) or 1) != 1:
+        return None
+    bits_allocated, bits_stored = _int_attr(ds, "BitsAllocated", 0), _int_attr(ds, "BitsStored", 0)
+    if bits_allocated not in (8, 16) or not 1 <= (bits_stored or 0) <= bits_allocated:
+        return None
+    if _int_attr(ds, "PixelRepresentation", 0) != 0:
+        return None
+    try:
+        codestream = bytes(get_frame(ds.PixelData, index, number_of_frames=frames))
+    except Exception:  # noqa: BLE001 - unusual fragmentation: pydicom's full decode will judge it
+        return None
+    rows, cols = _int_attr(ds, "Rows", 0), _int_attr(ds, "Columns", 0)
+    request = frames_.FrameRequest(str(ts), rows, cols, bits_allocated, bits_stored, min_side)
+    return frames_.decode_frame(codestream, request)
 
 
 def decode_dicom(
@@ -400,14 +442,19 @@ def decode_dicom(
     max_bytes: int = DEFAULT_MAX_BYTES,
     header_map: HeaderMap | None = None,
     modalities: Sequence[str] | None = None,
+    min_side: int = 0,
 ) -> Decoded:
     """Decode to display-ready grayscale (see the module docstring for every policy applied).
 
     ``modalities``: the header scope (:mod:`core.readers.scope`); an object outside it raises ``out_of_scope`` before
-    its pixels are decoded.  ``None`` (the default) applies no scope."""
+    its pixels are decoded.  ``None`` (the default) applies no scope.
+
+    ``min_side`` > 0 asks for the reduced path: the frame may come back smaller, by the integer factor in
+    ``meta["decode_reduction"]``, as long as its longer side keeps at least ``min_side`` pixels
+    (docs/decoding.md).  0, the default, is the full decode."""
     with _quiet_pydicom():
         try:
-            return _decode_dicom(data, max_pixels, max_bytes, header_map, modalities)
+            return _decode_dicom(data, max_pixels, max_bytes, header_map, modalities, min_side)
         except errors.ScanError:
             raise
         except MemoryError as e:

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from core import errors
+from core.readers import jpeg
 from core.readers.base import Decoded, check_pixels
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,9 +66,17 @@ def _to_gray(img: np.ndarray) -> np.ndarray:
     raise errors.ScanError(errors.UNSUPPORTED_FORMAT, f"unexpected raster shape {img.shape}")
 
 
-def decode_raster(data: bytes, fmt: str, max_pixels: int) -> Decoded:
+def decode_raster(data: bytes, fmt: str, max_pixels: int, min_side: int = 0) -> Decoded:
+    """PNG or JPEG bytes to grayscale.  ``min_side`` > 0 (the reduced path, docs/decoding.md) lets an 8-bit
+    JPEG decode at 1/2, 1/4 or 1/8 of each side in the DCT domain, keeping the longer side >= ``min_side``."""
     height, width = png_dimensions(data) if fmt == "png" else jpeg_dimensions(data)
     check_pixels(height, width, 1, max_pixels)
+    scaled = _reduced_jpeg(data, height, width, min_side) if fmt == "jpeg" and min_side > 0 else None
+    if scaled is not None:
+        gray, reduction = scaled
+        meta = _meta(fmt, height, width, gray.dtype, jpeg.frame_header(data)[4])  # type: ignore[index]
+        meta["decode_reduction"] = reduction
+        return Decoded(pixels=gray, meta=meta)
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
@@ -76,15 +85,28 @@ def decode_raster(data: bytes, fmt: str, max_pixels: int) -> Decoded:
         raise errors.ScanError(errors.DECODE_ERROR, f"{fmt} decoder returned nothing")
     channels = 1 if img.ndim == 2 else img.shape[2]
     gray = _to_gray(img)
-    return Decoded(
-        pixels=gray,
-        meta={
-            "source_format": fmt,
-            "rows": int(gray.shape[0]),
-            "columns": int(gray.shape[1]),
-            "bit_depth": int(gray.dtype.itemsize * 8),
-            "channels": int(channels),
-        },
-    )
+    meta = _meta(fmt, int(gray.shape[0]), int(gray.shape[1]), gray.dtype, int(channels))
+    if min_side > 0:
+        meta["decode_reduction"] = 1
+    return Decoded(pixels=gray, meta=meta)
+
+
+def _meta(fmt: str, rows: int, columns: int, dtype: np.dtype, channels: int) -> dict:
+    return {
+        "source_format": fmt,
+        "rows": rows,
+        "columns": columns,
+        "bit_depth": int(np.dtype(dtype).itemsize * 8),
+        "channels": channels,
+    }
+
+
+def _reduced_jpeg(data: bytes, height: int, width: int, min_side: int) -> tuple[np.ndarray, int] | None:
+    """The DCT-scaled decode of an 8-bit JPEG (grayscale out: libjpeg-turbo keeps only the luma, the same BT.601
+    luma the full path computes from RGB), or None for the full decode: 12-bit data, a truncated file, no gain."""
+    head = jpeg.frame_header(data)
+    if head is None or head[1] != 8 or head[4] not in (1, 3) or not jpeg.complete(data):
+        return None
+    return jpeg.decode_scaled(data, min_side, height, width)
 
 

@@ -54,40 +54,30 @@ def write_images(out: str, n: int, size: int, seed: int = 0) -> str:
     )
 
 
-def write_dicoms(out: str, n: int, size: int, seed: int = 0) -> str:
-    """n CR DICOM files of ~size², 12-bit, JPEG 2000 lossless (pydicom's pylibjpeg encoder), the way CR archives
-    hold them: decoding one costs far more than classifying it.  Returns the manifest's path."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
+def write_dicoms(out: str, n: int, size: int, seed: int = 0, syntax: str = "j2k_lossless") -> str:
+    """n CR DICOM files of ~size², 12-bit (8-bit for baseline JPEG), in ``syntax`` (a key of
+    :data:`core.synthetic.syntaxes.SYNTAXES`; JPEG 2000 lossless by default, the way CR archives hold them:
+    decoding one costs far more than classifying it).  Returns the manifest's path."""
+    from core.synthetic.syntaxes import encode_dicom
 
     def write_one(path: str, small: np.ndarray, rng: np.random.Generator, i: int) -> None:
         h, w = size, int(size * 0.82)  # a 35 x 43 cm cassette's aspect
         big = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-        stored = np.clip((big + rng.normal(0, 0.004, big.shape)) * 4095, 0, 4095).astype(np.uint16)
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = ComputedRadiographyImageStorage
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.826.0.1.3680043.10.1.{seed}.{i}"
-        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.10.2.{seed}.{i}"
-        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.3.{seed}.{i}"
-        ds.Modality = "CR"
-        ds.PatientName, ds.PatientID = "ANON", "PHANTOM"  # synthetic, non-identifying
-        ds.Rows, ds.Columns = stored.shape
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.compress(JPEG2000Lossless, stored, encoding_plugin="pylibjpeg")
+        noisy = np.clip(big + rng.normal(0, 0.004, big.shape), 0, 1)
         tmp = path + ".tmp"
-        ds.save_as(tmp, enforce_file_format=True)
+        with open(tmp, "wb") as f:
+            f.write(encode_dicom(noisy, syntax, instance=f"{seed}.{i}"))
         os.replace(tmp, path)
 
-    directory = os.path.join(out, f"dicom_j2k_{size}")
-    manifest = os.path.join(out, f"manifest_dicom_{size}_{n}.parquet")
+    name = "j2k" if syntax == "j2k_lossless" else syntax  # the directory earlier benches wrote
+    directory = os.path.join(out, f"dicom_{name}_{size}")
+    manifest = os.path.join(out, f"manifest_dicom_{name}_{size}_{n}.parquet")
     return _write_archive(directory, manifest, n, seed, "cr_{i:06d}.dcm", "cr", write_one)
 
 
-def untrained_bundle(out: str, backbone: str, image_size: int, trust_from: list[str] | None = None) -> str:
+def untrained_bundle(
+    out: str, backbone: str, image_size: int, trust_from: list[str] | None = None, decode: str = "reduced"
+) -> str:
     """A bundle of the given backbone (untrained: speed does not depend on the weights).
 
     With ``trust_from`` (image paths) it also carries trust data fitted on those images' features, so the
@@ -98,11 +88,13 @@ def untrained_bundle(out: str, backbone: str, image_size: int, trust_from: list[
 
     from core.model.backbones import build_classifier
 
-    path = os.path.join(out, f"bundle_{backbone}_{image_size}" + ("_trust" if trust_from else ""))
-    if not os.path.exists(os.path.join(path, "bundle.json")) or load_bundle(path).litert_path is None:
+    suffix = ("_trust" if trust_from else "") + ("_full" if decode == "full" else "")
+    path = os.path.join(out, f"bundle_{backbone}_{image_size}{suffix}")
+    existing = load_bundle(path) if os.path.exists(os.path.join(path, "bundle.json")) else None
+    if existing is None or existing.litert_path is None or existing.preprocess.decode != decode:
         keras.utils.set_random_seed(0)
         model, _ = build_classifier(backbone, list(CLASSES), None, image_size)
-        cfg = PreprocessConfig(image_size=image_size)
+        cfg = PreprocessConfig(image_size=image_size, decode=decode)
         hashed: dict[str, str] = {}
         if trust_from:
             hashed = _fit_trust_files(model, cfg, trust_from, os.path.join(out, f"trust_{backbone}_{image_size}"))
@@ -115,6 +107,7 @@ def _fit_trust_files(model, cfg: PreprocessConfig, uris: list[str], directory: s
     import keras
 
     from core.trust import confidence as trust
+
     x = np.stack([preprocess_file(u, cfg)[0] for u in uris])
     y = np.arange(len(uris)) % len(CLASSES)
     scored = keras.Model(model.inputs, [model.outputs[0], model.get_layer(trust.FEATURE_LAYER).output])
