@@ -125,7 +125,12 @@ def run(data: str, out: str, seconds: float, min_side: int) -> list[dict]:
         )
         via_registry = frames.decode_frame(streams[0], request)
         row["registry_decoder"] = via_registry.decoder if via_registry else None
-        for batch in (1, 16, 64):
+        cpu_small = cpu_reduced(streams[0])
+        if via_registry is not None and cpu_small is not None and via_registry.pixels.shape == cpu_small[0].shape:
+            top = float((1 << m["bits"]) - 1)
+            err = via_registry.pixels.astype(np.float64) - cpu_small[0]
+            row["registry_vs_cpu_reduced_psnr"] = float(10 * np.log10(top**2 / max(np.mean(err**2), 1e-12)))
+        for batch in (1, 16, 64, 128):
             row[f"gpu_full_b{batch}"] = _gpu_rate(decoder, streams, batch, seconds, None)
         row["gpu_reduced_b64"] = _gpu_rate(decoder, streams, 64, seconds, min_side)
         row["cpu_full_1core"] = _cpu_rate(cpu_full, streams, seconds)
