@@ -2,7 +2,8 @@
 finishes with one row per image (docs/faults.md).  The model actor's counterpart is in tests/test_nightly.py.
 
 The victim is found by the process title Ray gives a worker while it runs a task (``ray::MapBatches(_decode)``),
-so the kill lands inside a decode task, not on an idle worker.
+so the kill lands inside a decode task, not on an idle worker, and among the children of this session's own
+raylet, so that another Ray on a shared machine is never touched.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 
-def _decoding_workers() -> list[psutil.Process]:
+def _decoding_workers(raylet: psutil.Process) -> list[psutil.Process]:
+    """This session's workers busy decoding: children of its own raylet only, never another Ray's on the machine."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info.get("cmdline") or []
+    for proc in raylet.children():
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:
+            continue
         if cmd and cmd[0].startswith("ray::") and "MapBatches(_decode)" in cmd[0]:
             found.append(proc)
     return found
@@ -49,12 +54,14 @@ def test_a_decode_worker_killed_mid_task_then_rerun(ray_session, small_archive, 
         except Exception as e:  # noqa: BLE001 - failing cleanly is an accepted outcome; the rerun must heal it
             outcome["error"] = e
 
+    # The raylet this test session started (its workers are the raylet's children); a private but stable handle.
+    raylet = psutil.Process(ray_session._private.worker._global_node.all_processes["raylet"][0].process.pid)
     thread = threading.Thread(target=job)
     thread.start()
     victim = None
     deadline = time.time() + 300
     while victim is None and thread.is_alive() and time.time() < deadline:
-        workers = _decoding_workers()
+        workers = _decoding_workers(raylet)
         victim = workers[0] if workers else None
         time.sleep(0.02)
     assert victim is not None, "no decode task was seen running"

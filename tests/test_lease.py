@@ -172,6 +172,8 @@ def test_a_pid_reused_by_a_younger_process_does_not_keep_a_dead_holders_lease(tm
         assert lease.holder_gone(older) is None
         elsewhere = dataclasses.replace(reused, pid_ns="pid:[1]")  # another container: its pids are not ours
         assert lease.holder_gone(elsewhere) is None
+        twin = dataclasses.replace(reused, boot_id="another-boot")  # another machine of the same name, or a reboot
+        assert lease.holder_gone(twin) is None
         unknown = dataclasses.replace(reused, boot_id="")  # written before records named their boot
         assert lease.holder_gone(unknown) is None
     finally:

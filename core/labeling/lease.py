@@ -172,16 +172,15 @@ def holder_gone(record: LeaseRecord) -> str | None:
     """Why the holder of ``record`` is certainly dead, or None when this process cannot tell (then only its
     heartbeat timeout frees the lease).
 
-    Certain only where pids are comparable: the same host name, the same boot (an id the kernel draws at boot;
-    a host that rebooted since has no process of the old boot left) and the same pid namespace (a container on
-    the same host sees other pids).  There the holder is gone when its pid is, when the pid is a zombie (killed,
-    not yet reaped), or when the pid belongs to a process started after the lease was taken: the kernel reused it.
+    Certain only where pids are comparable: the same host name, the same kernel boot (an id the kernel draws at
+    boot: two machines that share a host name differ here, and so does a host that rebooted, which this process
+    cannot tell apart, so both wait for the timeout) and the same pid namespace (a container on the same host
+    sees other pids).  There the holder is gone when its pid is, when the pid is a zombie (killed, not yet
+    reaped), or when the pid belongs to a process started after the lease was taken: the kernel reused it.
     """
     if record.host != socket.gethostname() or not record.boot_id or not record.pid_ns:
         return None
-    if record.boot_id != _boot_id():
-        return None if not _boot_id() else f"host {record.host} rebooted since (boot id changed)"
-    if record.pid_ns != _pid_namespace():
+    if record.boot_id != _boot_id() or record.pid_ns != _pid_namespace():
         return None
     try:
         proc = psutil.Process(record.pid)

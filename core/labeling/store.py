@@ -108,15 +108,14 @@ def quarantine_bad_parts(out: str, log: Callable[[str], None] = print) -> list[s
     simply finds its images without a row and labels them again; the file itself is kept for a person to look at.
     """
     _, bad = _scan(out)
+    folder = storage.join(out, QUARANTINE_DIR)
     moved = []
     for path, reason in bad:
         name = path.rsplit("/", 1)[-1]
-        target = storage.join(out, QUARANTINE_DIR, name)
-        source = f"{out.split('://')[0]}://{path}" if storage.is_remote(out) else path
-        storage.makedirs(storage.join(out, QUARANTINE_DIR))
-        fs, target_path = storage.resolve(target)
-        fs.move(storage.resolve(source)[1], target_path)
-        log(f"[label] quarantined {name} ({reason}) into {storage.join(out, QUARANTINE_DIR)}")
+        storage.makedirs(folder)
+        fs, target = storage.resolve(storage.join(folder, name))
+        fs.move(path, target)  # same file system; on S3 a copy then a delete: killed between, it is moved again
+        log(f"[label] quarantined {name} ({reason}) into {folder}")
         moved.append(name)
     return moved
 
