@@ -130,7 +130,10 @@ def test_model_actor_killed_then_rerun(ray_session, small_archive, tiny_bundle, 
     while _committed(out) == 0 and thread.is_alive() and time.time() < deadline:
         time.sleep(0.05)
     assert thread.is_alive(), "the job finished before the actor could be killed"
-    actors = [a for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True) if "ModelActor" in a.class_name]
+    # This session's Ray by its address: another Ray on the machine must not make the lookup ambiguous.
+    address = ray_session.get_runtime_context().gcs_address
+    alive = list_actors(address=address, filters=[("state", "=", "ALIVE")], detail=True)
+    actors = [a for a in alive if "ModelActor" in a.class_name]
     assert actors, "no live model actor found"
     os.kill(actors[0].pid, signal.SIGKILL)
     thread.join(timeout=300)
