@@ -9,7 +9,7 @@ dataset is checked: each visible part file is whole Parquet, and no image that h
 last: exactly one row per image, no temporary left anywhere in the dataset, the lease released, every run summary
 whole.
 
-``python -m jobs.bench faults`` runs the long schedule and prints its figures (docs/figures-faults.md); the test
+``python -m jobs.bench faults`` runs the long schedule and prints its figures (BENCHMARKS.md, "Faults"); the test
 suite runs a few points (tests/test_fault_crashes.py) and the long schedule under ``pytest -m slow``.
 """
 
@@ -161,7 +161,7 @@ def run_schedule(
 
 
 def figures(result: ScheduleResult, seed: int, load: str) -> str:
-    """The schedule's figures as a Markdown table (what docs/figures-faults.md records)."""
+    """The schedule's figures as a Markdown table (what BENCHMARKS.md, "Faults" records)."""
     by_point: dict[str, list[Trial]] = {}
     for t in result.trials:
         by_point.setdefault(t.spec, []).append(t)

@@ -5,7 +5,8 @@ CuPy (device synchronisation and the on-device area reduction) and nvImageCodec 
 but no pydicom, TensorFlow or Ray.  ``DIR`` holds codestreams written by :func:`write_data` on any machine (the
 frames the DICOM files of :mod:`core.synthetic.syntaxes` carry).  For each syntax it reports the batched GPU
 decode rate (full size, on the device), the same plus the area reduction to the reduced path's size, the
-agreement with the CPU decoders, and one core's CPU rate on that machine for scale (docs/figures-decode.md).
+agreement with the CPU decoders, and one core's CPU rate on that machine for scale
+(BENCHMARKS.md, "Decoding at the model's resolution").
 """
 
 from __future__ import annotations

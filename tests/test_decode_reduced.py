@@ -283,7 +283,8 @@ AGREEMENT_SYNTAXES = (
 
 def test_full_and_reduced_paths_agree_on_labels(trained_bundle):
     """Top-1 agreement >= 99.5 % between the two paths over phantoms in every syntax and raster format, with a
-    really trained bundle; the largest probability difference is printed (docs/figures-decode.md)."""
+    really trained bundle; the largest probability difference is printed
+    (BENCHMARKS.md, "Decoding at the model's resolution")."""
     from core.model.bundle import load_bundle
     from core.model.preprocess import expand
 

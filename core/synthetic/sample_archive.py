@@ -278,6 +278,54 @@ def _balanced(rng: np.random.Generator, values: Sequence[str], count: int) -> li
     return [str(v) for v in rng.permutation(np.resize(np.array(values, dtype=object), count))]
 
 
+def _append(rows: dict[str, list], row: tuple) -> None:
+    uri, image_id, label, fmt, header, header_wrong = row
+    rows[schema.URI].append(uri)
+    rows[schema.IMAGE_ID].append(image_id)
+    rows[schema.LABEL].append(label)
+    rows["format"].append(fmt)
+    rows["header_body_part"].append(header)
+    rows["header_wrong"].append(header_wrong)
+
+
+def _body_part_row(
+    images: Path, seed: int, i: int, label: str, fmt: str, wrong: bool, decoys: Sequence[str]
+) -> tuple:
+    """Write body-part image ``i`` and return its manifest row; a wrong header names another class."""
+    image_id = f"s{seed}-{i:06d}"
+    path = images / f"{image_id}{_EXTENSIONS[fmt]}"
+    img, rng = render_sample(seed, i, label)
+    header: str | None = None
+    if fmt in DICOM_FORMATS:
+        part = label
+        if wrong:
+            others = [c for c in decoys if c != label]
+            part = others[int(rng.integers(len(others)))]
+        terms = DICOM_BODY_PART[part]
+        header = terms[int(rng.integers(len(terms)))]
+        _write_dicom(path, img, monochrome1=fmt == "dicom_mono1", body_part=header, seed=seed, index=i, rng=rng)
+    else:
+        _write_image(path, fmt, img, rng)
+    return str(path), image_id, label, fmt, header, wrong
+
+
+def _other_row(images: Path, seed: int, j: int, other_kinds: Sequence[str]) -> tuple:
+    """Write non-radiograph ``j`` and return its manifest row (a body-part header on it is a wrong header)."""
+    pixels, kind, rng = render_other_sample(seed, j, other_kinds)
+    fmt = other_format_for_index(seed, j)
+    image_id = other_image_id(seed, j, kind)
+    path = images / f"{image_id}{_EXTENSIONS[fmt]}"
+    header = None
+    if fmt in OTHER_DICOM_FORMATS:
+        if fmt == "dicom_cr" and rng.random() < OTHER_HEADER_FRACTION:
+            terms = DICOM_BODY_PART[CLASSES[int(rng.integers(len(CLASSES)))]]
+            header = terms[int(rng.integers(len(terms)))]
+        _write_other_dicom(path, pixels, fmt, kind, body_part=header, seed=seed, index=j, rng=rng)
+    else:
+        _write_other_image(path, fmt, pixels, rng)
+    return str(path), image_id, schema.OTHER_LABEL, fmt, header, header is not None
+
+
 def write_sample_archive(
     out_dir: str | Path,
     count: int,
@@ -324,47 +372,9 @@ def write_sample_archive(
 
     rows: dict[str, list] = {name: [] for name in SAMPLE_MANIFEST_SCHEMA.names}
     for i in range(count):
-        label, fmt = labels[i], formats[i]
-        image_id = f"s{seed}-{i:06d}"
-        path = images / f"{image_id}{_EXTENSIONS[fmt]}"
-        img, rng = render_sample(seed, i, label)
-        header: str | None = None
-        if fmt in DICOM_FORMATS:
-            part = label
-            if i in wrong:
-                others = [c for c in decoys if c != label]
-                part = others[int(rng.integers(len(others)))]
-            terms = DICOM_BODY_PART[part]
-            header = terms[int(rng.integers(len(terms)))]
-            _write_dicom(path, img, monochrome1=fmt == "dicom_mono1", body_part=header, seed=seed, index=i, rng=rng)
-        else:
-            _write_image(path, fmt, img, rng)
-        rows[schema.URI].append(str(path))
-        rows[schema.IMAGE_ID].append(image_id)
-        rows[schema.LABEL].append(label)
-        rows["format"].append(fmt)
-        rows["header_body_part"].append(header)
-        rows["header_wrong"].append(i in wrong)
-
+        _append(rows, _body_part_row(images, seed, i, labels[i], formats[i], i in wrong, decoys))
     for j in range(n_other):
-        pixels, kind, rng = render_other_sample(seed, j, other_kinds)
-        fmt = other_format_for_index(seed, j)
-        image_id = other_image_id(seed, j, kind)
-        path = images / f"{image_id}{_EXTENSIONS[fmt]}"
-        header = None
-        if fmt in OTHER_DICOM_FORMATS:
-            if fmt == "dicom_cr" and rng.random() < OTHER_HEADER_FRACTION:
-                terms = DICOM_BODY_PART[CLASSES[int(rng.integers(len(CLASSES)))]]
-                header = terms[int(rng.integers(len(terms)))]
-            _write_other_dicom(path, pixels, fmt, kind, body_part=header, seed=seed, index=j, rng=rng)
-        else:
-            _write_other_image(path, fmt, pixels, rng)
-        rows[schema.URI].append(str(path))
-        rows[schema.IMAGE_ID].append(image_id)
-        rows[schema.LABEL].append(schema.OTHER_LABEL)
-        rows["format"].append(fmt)
-        rows["header_body_part"].append(header)
-        rows["header_wrong"].append(header is not None)
+        _append(rows, _other_row(images, seed, j, other_kinds))
 
     table = pa.Table.from_pydict(rows, schema=SAMPLE_MANIFEST_SCHEMA)
     manifest = out / "manifest.parquet"
