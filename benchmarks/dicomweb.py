@@ -1,7 +1,7 @@
 """``python -m jobs.bench dicomweb``: labeling N instances from a local Orthanc vs the same files from disk.
 
 One run, one machine, the same N JPEG 2000 CR files (:func:`core.synthetic.throughput.write_dicoms`): stored in a
-fresh Orthanc (benchmarks/orthanc.py) with STOW-RS, listed with QIDO-RS and with Orthanc's change log, fetched
+fresh Orthanc (tests/orthanc.py) with STOW-RS, listed with QIDO-RS and with Orthanc's change log, fetched
 with WADO-RS at 1, 4 and 8 requests in flight against reads from disk, decoded by the labeling job's own
 ``decode_batch`` from each source, and labeled end to end by ``run_label`` from each source.  What limits the
 server path shows in the split: client CPU per instance, Orthanc's CPU per instance (its process's CPU time),
@@ -68,7 +68,7 @@ def _start_server(out: str, paths: list[str]):
     """A fresh Orthanc holding ``paths`` (STOW-RS), with credentials in this process's environment."""
     import secrets
 
-    from benchmarks.orthanc import Orthanc
+    from tests.orthanc import Orthanc
 
     server = Orthanc(Path(out) / "orthanc", _free_port(), _free_port(), "bench", secrets.token_hex(8))
     os.environ[dicomweb.ENV_USER], os.environ[dicomweb.ENV_PASSWORD] = server.user, server.password
@@ -98,7 +98,7 @@ def _listing(server, n: int) -> pa.Table:
 
 def run_bench(args: argparse.Namespace) -> int:
     from benchmarks.label import end_to_end, warm_ray_data
-    from benchmarks.orthanc import missing
+    from tests.orthanc import missing
     from cluster.runtime import ensure_ray
     from core.model.bundle import load_bundle
     from core.readers import read_uri

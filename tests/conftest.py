@@ -162,8 +162,8 @@ def s3_server():
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory):
-    """A real Orthanc with its DICOMweb plugin on free loopback ports (benchmarks/orthanc.py); skipped where missing."""
-    from benchmarks.orthanc import Orthanc, missing
+    """A real Orthanc with its DICOMweb plugin on free loopback ports (tests/orthanc.py); skipped where missing."""
+    from tests.orthanc import Orthanc, missing
 
     why = missing()
     if why:

@@ -1,4 +1,4 @@
-"""Reading straight from a PACS: manifests and pixels over DICOMweb, against a real Orthanc (benchmarks/orthanc.py).
+"""Reading straight from a PACS: manifests and pixels over DICOMweb, against a real Orthanc (tests/orthanc.py).
 
 Real DICOM (pydicom's and pydicom-data's test objects, the sample archive's DICOMs) goes in with STOW-RS; the
 manifest comes out of QIDO-RS (or Orthanc's change log), the pixels out of WADO-RS, and the labels must be the
@@ -240,7 +240,7 @@ def test_wrong_credentials_are_refused_before_any_work(orthanc, uploaded, tiny_b
 
 def test_a_server_that_caps_results_is_an_error_not_a_short_manifest(uploaded, tmp_path):
     """Orthanc's LimitFindInstances truncates a query silently; the walk checks each series' reported count."""
-    from benchmarks.orthanc import Orthanc
+    from tests.orthanc import Orthanc
     from tests.conftest import free_port
 
     capped = Orthanc(tmp_path / "capped", free_port(), free_port(), "u", "p", limit_find_instances=2)
