@@ -98,11 +98,11 @@ def _listing(server, n: int) -> pa.Table:
 
 def run_bench(args: argparse.Namespace) -> int:
     from benchmarks.label import end_to_end, warm_ray_data
-    from tests.orthanc import missing
     from cluster.runtime import ensure_ray
     from core.model.bundle import load_bundle
     from core.readers import read_uri
     from core.synthetic.throughput import untrained_bundle, write_dicoms
+    from tests.orthanc import missing
 
     why = missing()
     if why:

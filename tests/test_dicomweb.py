@@ -240,8 +240,8 @@ def test_wrong_credentials_are_refused_before_any_work(orthanc, uploaded, tiny_b
 
 def test_a_server_that_caps_results_is_an_error_not_a_short_manifest(uploaded, tmp_path):
     """Orthanc's LimitFindInstances truncates a query silently; the walk checks each series' reported count."""
-    from tests.orthanc import Orthanc
     from tests.conftest import free_port
+    from tests.orthanc import Orthanc
 
     capped = Orthanc(tmp_path / "capped", free_port(), free_port(), "u", "p", limit_find_instances=2)
     capped.start()
