@@ -2,6 +2,7 @@
 
 scanlabel manifest --nih-csv Data_Entry_2017.csv --images-root ROOT --out FILE [--check-exists]
 scanlabel manifest --root DIR|URI --out FILE [--label-from-parent]
+scanlabel manifest --root DIR|URI --out FILE --label-from-header [--header-map FILE] [--modalities CR,DX] [--threads N]
 scanlabel manifest --dicomweb URL --out FILE [--modalities CR,DX] [--study-date FROM-TO | --since-manifest PREV]
   (DICOMweb credentials: SCANLABEL_DICOMWEB_USER/_PASSWORD, _TOKEN or _CREDENTIALS_FILE; see docs/dicomweb.md)
 """
@@ -29,10 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--label-from-parent", action="store_true", help="with --root: label = name of the file's parent folder"
     )
-
-
+    p.add_argument(
+        "--label-from-header",
+        action="store_true",
+        help="with --root: label = the body part each DICOM header names (read without pixels; weak labels, "
+        "docs/weak-labels.md); PNG/JPEG rows and headers that name none get a null label",
+    )
+    p.add_argument(
+        "--header-map", metavar="FILE", help="with --label-from-header: JSON object TERM -> class or null (docs/dicom.md)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=8, help="with --label-from-header: headers read in parallel (default 8)"
+    )
     web = p.add_argument_group("with --dicomweb")
-    web.add_argument("--modalities", metavar="CR,DX", help="only series of these modalities")
+    web.add_argument(
+        "--modalities",
+        metavar="CR,DX",
+        help="only series of these modalities (with --label-from-header: label only these, default CR,DX,RG; "
+        "'*' for all)",
+    )
     web.add_argument(
         "--study-date", metavar="FROM-TO", help="only studies in this DICOM date range, YYYYMMDD-YYYYMMDD"
     )
@@ -83,11 +99,47 @@ def run_dicomweb(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_label_from_header(args: argparse.Namespace) -> int:
+    """--root --label-from-header: a tree listing labelled from each DICOM's header, with its counts."""
+    from core.io.manifests import write_manifest
+    from core.readers.header import build_header_manifest
+    from core.readers.header_map import load_header_map
+    from core.readers.scope import DEFAULT_MODALITIES, normalize_modalities
+
+    if not args.root or args.label_from_parent:
+        raise ValueError("--label-from-header goes with --root (and not with --label-from-parent)")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    mapping = load_header_map(args.header_map)  # a bad map fails here, before any file is read
+    modalities = normalize_modalities(args.modalities) if args.modalities else DEFAULT_MODALITIES
+    build = build_header_manifest(args.root, mapping, modalities, threads=args.threads)
+    write_manifest(build.table, args.out)
+    n = build.table.num_rows
+    print(f"[manifest] {n} rows (of {build.source_rows} files): {n - build.unlabeled} labelled from the header, "
+          f"{build.unlabeled} with a null label (not trained on)")
+    print("[manifest] formats: " + ", ".join(f"{k} {v}" for k, v in sorted(build.formats.items())))
+    if build.labels:
+        print("[manifest] labels: " + ", ".join(f"{k} {v}" for k, v in sorted(build.labels.items())))
+        print("[manifest] label sources: " + ", ".join(f"{k} {v}" for k, v in sorted(build.sources.items())))
+    if build.errors:
+        print("[manifest] header errors: " + ", ".join(f"{k} {v}" for k, v in sorted(build.errors.items())))
+    if build.skipped:
+        print("[manifest] skipped: " + ", ".join(f"{n} {reason}" for reason, n in sorted(build.skipped.items())))
+    print(f"[manifest] written: {args.out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from core.io.manifests import build_nih_manifest, build_tree_manifest, write_manifest
 
     if args.dicomweb:
+        if args.label_from_header or args.header_map:
+            raise ValueError("--label-from-header and --header-map go with --root")
         return run_dicomweb(args)
+    if args.label_from_header:
+        return run_label_from_header(args)
+    if args.header_map:
+        raise ValueError("--header-map goes with --label-from-header")
     if args.modalities or args.study_date or args.since_manifest or args.ca_bundle:
         raise ValueError("--modalities, --study-date, --since-manifest and --ca-bundle apply to --dicomweb only")
     if args.nih_csv:

@@ -65,6 +65,23 @@ DICOMWEB_META_KEY = "scanlabel.dicomweb"
 
 TREE_MANIFEST_SCHEMA = pa.schema([*MANIFEST_SCHEMA, pa.field("size_bytes", pa.int64())])
 
+# Header-labelled manifests (``scanlabel manifest --root DIR --label-from-header``, core/readers/header.py): a tree
+# listing whose ``label`` is what the DICOM header claims (weak labels, docs/weak-labels.md).  Only closed
+# vocabularies and code strings: ``label_source`` (one of LABEL_SOURCES: which attribute decided),
+# ``header_body_part`` and ``modality`` (code strings, as the labels schema keeps them), ``format`` (sniffed from
+# the content) and ``error`` (a code of core/errors.py when the header could not be read or is out of scope).
+LABEL_SOURCES = ("body_part_examined", "study_description", "series_description")
+HEADER_MANIFEST_SCHEMA = pa.schema(
+    [
+        *TREE_MANIFEST_SCHEMA,
+        pa.field("format", pa.string()),
+        pa.field("label_source", pa.string()),
+        pa.field("header_body_part", pa.string()),
+        pa.field("modality", pa.string()),
+        pa.field("error", pa.string()),
+    ]
+)
+
 # --- labels (the labeling job's output) -----------------------------------------------------------------------
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -101,6 +118,22 @@ ABSTAIN_OOD = "out_of_distribution"
 ABSTAIN_LOW_CONFIDENCE = "low_confidence"
 ABSTAIN_REASONS = (ABSTAIN_OOD, ABSTAIN_LOW_CONFIDENCE)
 LABEL_COLUMNS = tuple(LABELS_SCHEMA.names)
+
+# --- the audit of header labels (``scanlabel audit``, core/trust/audit.py) --------------------------------------
+# One row per image whose header class and model class disagree, most confident model first.
+AUDIT_SCHEMA = pa.schema(
+    [
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field(IMAGE_ID, pa.string(), nullable=False),
+        pa.field(URI, pa.string(), nullable=False),
+        pa.field("header_class", pa.string(), nullable=False),
+        pa.field("label_source", pa.string()),
+        pa.field("header_body_part", pa.string()),
+        pa.field(LABEL, pa.string(), nullable=False),  # the model's class
+        pa.field("confidence", pa.float32()),
+        pa.field("model_id", pa.string(), nullable=False),
+    ]
+)
 
 
 def _is_stringlike(t: pa.DataType) -> bool:

@@ -10,7 +10,8 @@ Policy, deliberately conservative (a wrong "disagrees" flag is worse than no fla
 * ``BodyPartExamined`` wins.  Its whole normalised value is looked up first (``UPPERARM``), then its words
   (``UPPER ARM`` → ``ARM``).  Words naming two different classes (``CHEST ABDOMEN``) give no answer.
 * Only when ``BodyPartExamined`` is empty is ``StudyDescription`` consulted, by the same word rule
-  (``XR HAND 3 VIEWS`` → hand).  The description is never output - only the class derived from it, which is a
+  (``XR HAND 3 VIEWS`` → hand), and only when that is empty too ``SeriesDescription`` (header-labelled manifests,
+  :data:`HEADER_SOURCES`).  The description is never output - only the class derived from it, which is a
   closed vocabulary and so carries no patient information.
 * A value mapped to ``None`` (JSON ``null``) is known and deliberately unmapped (``SPINE``, ``EXTREMITY``);
   an override file can use ``null`` to remove a default.
@@ -109,16 +110,38 @@ def _lookup(value: str, mapping: HeaderMap) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+# The header attributes a class may come from, in the order they are consulted, and the ``label_source`` each
+# gives a header-labelled manifest row (core/readers/header.py).  The first one that is present and non-empty
+# decides: a BodyPartExamined of ``SPINE`` gives no class even when the description names one.
+HEADER_SOURCES: tuple[tuple[str, str], ...] = (
+    ("BodyPartExamined", "body_part_examined"),
+    ("StudyDescription", "study_description"),
+    ("SeriesDescription", "series_description"),
+)
+
+
+def map_header_fields(
+    fields: Mapping[str, str | None], mapping: HeaderMap | None = None
+) -> tuple[str | None, str | None]:
+    """``(class, label_source)`` from header attribute values keyed by keyword (see :data:`HEADER_SOURCES`).
+
+    ``label_source`` names the attribute that decided, also when it maps onto no class; both are None when
+    every attribute is absent or empty.  The values themselves never leave this function.
+    """
+    mapping = DEFAULT_HEADER_MAP if mapping is None else mapping
+    for keyword, source in HEADER_SOURCES:
+        value = fields.get(keyword)
+        if value is not None and normalise(value):
+            return _lookup(value, mapping), source
+    return None, None
+
+
 def map_header(
     body_part: str | None, study_description: str | None = None, mapping: HeaderMap | None = None
 ) -> str | None:
     """The model class the header names, or None when it names none or several (see module policy)."""
-    mapping = DEFAULT_HEADER_MAP if mapping is None else mapping
-    if body_part is not None and normalise(body_part):
-        return _lookup(body_part, mapping)
-    if study_description is not None:
-        return _lookup(study_description, mapping)
-    return None
+    fields = {"BodyPartExamined": body_part, "StudyDescription": study_description}
+    return map_header_fields(fields, mapping)[0]
 
 
 def header_agrees(pred_label: str | None, mapped: str | None) -> bool | None:

@@ -20,7 +20,7 @@ from core.io import access, dicomweb, storage
 from core.readers.base import DEFAULT_MAX_BYTES
 
 
-def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str]) -> bytes:
+def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str], head: bool = False) -> bytes:
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait for a writer
@@ -42,14 +42,14 @@ def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str]) -> byte
             raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "not a regular file")
         if allowed_roots:
             access.verify_open_file(fd, allowed_roots)
-        if st.st_size > max_bytes:
+        if st.st_size > max_bytes and not head:
             raise errors.ScanError(errors.TOO_LARGE, f"file of {st.st_size} bytes exceeds {max_bytes}")
     except BaseException:
         os.close(fd)
         raise
     with os.fdopen(fd, "rb", closefd=True) as f:
         try:
-            data = f.read(max_bytes + 1)
+            data = f.read(max_bytes if head else max_bytes + 1)
         except PermissionError as e:
             raise errors.ScanError(errors.PERMISSION_DENIED, type(e).__name__) from e
         except OSError as e:
@@ -59,11 +59,11 @@ def _read_local(path: str, max_bytes: int, allowed_roots: Sequence[str]) -> byte
     return data
 
 
-def _read_remote(uri: str, max_bytes: int) -> bytes:
+def _read_remote(uri: str, max_bytes: int, head: bool = False) -> bytes:
     try:
         fs, path = storage.resolve(uri)
         with fs.open_input_stream(path, compression=None) as f:
-            data = f.read(max_bytes + 1)
+            data = f.read(max_bytes if head else max_bytes + 1)
     except FileNotFoundError as e:
         raise errors.ScanError(errors.NOT_FOUND, type(e).__name__) from e
     except PermissionError as e:
@@ -119,3 +119,22 @@ def read_uri(
         raise errors.ScanError(errors.EMPTY_FILE)
     return data
 
+
+
+def read_uri_head(uri: str, nbytes: int) -> bytes:
+    """The first ``nbytes`` of a local file or object (fewer when it is shorter), with :func:`read_uri`'s error
+    codes: what a header reader needs without fetching the pixel data behind it."""
+    uri = str(uri)
+    if dicomweb.is_dicomweb(uri):
+        raise errors.ScanError(errors.UNSUPPORTED_FORMAT, "header-only reads are for files and object stores")
+    if storage.is_remote(uri):
+        data = _read_remote(uri, nbytes, head=True)
+    else:
+        try:
+            _, path = storage.resolve(uri)
+        except ValueError as e:
+            raise errors.ScanError(errors.NOT_FOUND, "invalid path") from e
+        data = _read_local(path, nbytes, (), head=True)
+    if not data:
+        raise errors.ScanError(errors.EMPTY_FILE)
+    return data
