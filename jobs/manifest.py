@@ -37,7 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "docs/weak-labels.md); PNG/JPEG rows and headers that name none get a null label",
     )
     p.add_argument(
-        "--header-map", metavar="FILE", help="with --label-from-header: JSON object TERM -> class or null (docs/dicom.md)"
+        "--header-map",
+        metavar="FILE",
+        help="with --label-from-header: JSON object TERM -> class or null (docs/dicom.md)",
     )
     p.add_argument(
         "--threads", type=int, default=8, help="with --label-from-header: headers read in parallel (default 8)"

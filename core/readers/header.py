@@ -145,8 +145,11 @@ def build_header_manifest(
             rows.append(row)
             if progress is not None:
                 progress(len(rows))
-    columns = {name: listing.table.column(name).to_pylist() for name in schema.TREE_MANIFEST_SCHEMA.names
-               if name != schema.LABEL}
+    columns = {
+        name: listing.table.column(name).to_pylist()
+        for name in schema.TREE_MANIFEST_SCHEMA.names
+        if name != schema.LABEL
+    }
     for name in ("label", "format", "label_source", "header_body_part", "modality", "error"):
         columns[name] = [r[name] for r in rows]
     table = pa.Table.from_pydict(columns, schema=schema.HEADER_MANIFEST_SCHEMA)
