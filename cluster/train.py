@@ -163,3 +163,42 @@ def train_on_ray(cfg: TrainConfig, *, address: str | None = None, **kwargs: Any)
     except ray.train.TrainingFailedError as e:
         return None, str(e)
     return result, (str(result.error) if result.error else None)
+
+
+class FoldFailed(RuntimeError):
+    """A training run of ``--noisy-labels`` failed (a fold, or the final model)."""
+
+
+def train_noisy_on_ray(
+    cfg: TrainConfig,
+    *,
+    address: str | None = None,
+    storage_path: str | None = None,
+    run_name: str,
+    log=print,
+    **kwargs: Any,
+) -> tuple[Any, str | None]:
+    """``--noisy-labels`` (:mod:`core.training.noisy`) with every run on Ray Train: the folds as runs
+    ``RUN_NAME-fold-K``, the final model as ``RUN_NAME``; their files under ``STORAGE/RUN_NAME-weak-labels``.
+
+    The manifest is checked before Ray starts; ``(result, error)`` as :func:`train_on_ray`."""
+    from core.training.noisy import plan_weak_training, train_noisy
+
+    plan_weak_training(cfg)  # refuses a manifest that cannot be trained before Ray starts
+    storage_path = storage_path or DEFAULT_STORAGE
+    work_dir = storage.join(storage_path, f"{run_name}-weak-labels")
+
+    def train_fn(run_cfg: TrainConfig, name: str):
+        ensure_ray(address)
+        result = train(
+            run_cfg, storage_path=storage_path, run_name=run_name if name == "final" else f"{run_name}-{name}", **kwargs
+        )
+        if result.error:
+            raise FoldFailed(f"{name}: {result.error}")
+        return result
+
+    try:
+        result, _ = train_noisy(cfg, train_fn, work_dir, log)
+    except (ray.train.TrainingFailedError, FoldFailed) as e:
+        return None, str(e)
+    return result, None

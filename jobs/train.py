@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     from core.model.backbones import get_backbone, resolve_weights
+    from core.training import TrainConfig
 
     get_backbone(cfg.backbone)  # unknown names fail here, before any worker starts
     resolve_weights(cfg.weights)
@@ -66,20 +67,28 @@ def run(args: argparse.Namespace) -> int:
         run_name = args.run_name
     else:
         run_name = new_run_name()
+    if cfg.noisy_labels and (args.resume or cfg.stop_after_epoch):
+        raise ValueError("--noisy-labels runs several trainings: --resume and --stop-after-epoch do not apply")
+    if not cfg.noisy_labels and (cfg.fold_epochs is not None or cfg.folds != TrainConfig.folds):
+        raise ValueError("--folds and --fold-epochs go with --noisy-labels")
     print(f"[train] run {run_name} (checkpoints under {storage_path})")
-    result, error = train_on_ray(
-        cfg,
-        address=args.address,
+    scaling = dict(
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
-        storage_path=storage_path,
-        run_name=run_name,
         max_failures=args.max_failures,
     )
+    if cfg.noisy_labels:
+        from cluster.train import train_noisy_on_ray
+
+        result, error = train_noisy_on_ray(
+            cfg, address=args.address, storage_path=storage_path, run_name=run_name, **scaling
+        )
+    else:
+        result, error = train_on_ray(cfg, address=args.address, storage_path=storage_path, run_name=run_name, **scaling)
     if error is not None:
         print(f"scanlabel: training failed: {error}", file=sys.stderr)
-        if result is None:
+        if result is None and not cfg.noisy_labels:
             print(
                 f"scanlabel: continue from the last checkpoint with --resume --run-name {run_name} "
                 f"--storage {storage_path}",

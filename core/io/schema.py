@@ -119,6 +119,27 @@ ABSTAIN_LOW_CONFIDENCE = "low_confidence"
 ABSTAIN_REASONS = (ABSTAIN_OOD, ABSTAIN_LOW_CONFIDENCE)
 LABEL_COLUMNS = tuple(LABELS_SCHEMA.names)
 
+# --- out-of-fold predictions (``scanlabel train --noisy-labels``, core/training/noisy.py) ---------------------------
+# What one fold's model predicts for the rows it did not train on: softmax outputs in the run's class order, or the
+# row's error code when it did not decode.
+HOLDOUT_PREDICTIONS_SCHEMA = pa.schema(
+    [
+        pa.field(IMAGE_ID, pa.string(), nullable=False),
+        pa.field("probabilities", pa.list_(pa.float32())),
+        pa.field("error", pa.string()),
+    ]
+)
+# The rows confident learning found mislabelled, most certain first (written beside the pruned training manifest).
+LABEL_ISSUES_SCHEMA = pa.schema(
+    [
+        pa.field(IMAGE_ID, pa.string(), nullable=False),
+        pa.field(URI, pa.string(), nullable=False),
+        pa.field(LABEL, pa.string(), nullable=False),  # the header's class
+        pa.field("predicted", pa.string(), nullable=False),  # the out-of-fold model's class
+        pa.field("label_quality", pa.float32()),  # out-of-fold probability of the header's class
+    ]
+)
+
 # --- the audit of header labels (``scanlabel audit``, core/trust/audit.py) --------------------------------------
 # One row per image whose header class and model class disagree, most confident model first.
 AUDIT_SCHEMA = pa.schema(

@@ -9,7 +9,7 @@ reproducibly from a seed, so a demo run and a regression test see byte-identical
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -289,9 +289,17 @@ def _append(rows: dict[str, list], row: tuple) -> None:
 
 
 def _body_part_row(
-    images: Path, seed: int, i: int, label: str, fmt: str, wrong: bool, decoys: Sequence[str]
+    images: Path,
+    seed: int,
+    i: int,
+    label: str,
+    fmt: str,
+    wrong: bool,
+    decoys: Sequence[str],
+    confusions: Mapping[str, str] | None = None,
 ) -> tuple:
-    """Write body-part image ``i`` and return its manifest row; a wrong header names another class."""
+    """Write body-part image ``i`` and return its manifest row; a wrong header names another class (the one
+    ``confusions`` gives for its class, when it gives one)."""
     image_id = f"s{seed}-{i:06d}"
     path = images / f"{image_id}{_EXTENSIONS[fmt]}"
     img, rng = render_sample(seed, i, label)
@@ -301,6 +309,8 @@ def _body_part_row(
         if wrong:
             others = [c for c in decoys if c != label]
             part = others[int(rng.integers(len(others)))]
+            if confusions and label in confusions:
+                part = confusions[label]
         terms = DICOM_BODY_PART[part]
         header = terms[int(rng.integers(len(terms)))]
         _write_dicom(path, img, monochrome1=fmt == "dicom_mono1", body_part=header, seed=seed, index=i, rng=rng)
@@ -335,6 +345,9 @@ def write_sample_archive(
     other_count: int | None = None,
     other_fraction: float | None = None,
     other_kinds: Sequence[str] = OTHER_KINDS,
+    header_noise: float = WRONG_HEADER_FRACTION,
+    confusions: Mapping[str, str] | None = None,
+    formats: Sequence[str] = FORMATS,
 ) -> Path:
     """Generate a reproducible mixed-format archive plus its ground truth, for demos, tests and benchmarks.
 
@@ -348,11 +361,26 @@ def write_sample_archive(
     come from their own per-index streams, so the body-part rows are the same with or without them, and
     ``other`` row ``j`` is the same whatever count is asked.  Half of their ``dicom_cr`` files name a body
     part in BodyPartExamined (``header_wrong`` true), as a protocol-driven header would.
+
+    Weak-label figures (docs/weak-labels.md) change the header noise: ``header_noise`` is the share of DICOM rows
+    with a wrong header (default 15 %); ``confusions`` makes it class-dependent, a wrong header of a class in it
+    naming the class it maps to (``{"arm": "hand", "abdomen": "pelvis"}``, as protocol defaults do) instead of
+    a random other class; ``formats`` (a subset of :data:`FORMATS`) restricts the encodings, e.g. DICOM only.
+    With the defaults the archive is byte-identical to one written without these arguments.
     """
     n_other = _other_count(count, other_count, other_fraction)
     other_kinds = tuple(other_kinds)
     if count < 0 or count + n_other < 1:
         raise ValueError(f"count must be at least 1 (or other rows requested), got {count}")
+    if not 0.0 <= header_noise <= 1.0:
+        raise ValueError(f"header_noise must be in [0, 1], got {header_noise}")
+    bad = [f for f in formats if f not in FORMATS] or ([] if formats else ["(none)"])
+    if bad:
+        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {bad}")
+    known = DICOM_BODY_PART
+    bad = [(k, v) for k, v in (confusions or {}).items() if k not in known or v not in known or k == v]
+    if bad:
+        raise ValueError(f"confusions must map a class onto another class, got {bad}")
     classes = tuple(classes)
     unknown = [c for c in classes if c not in DICOM_BODY_PART]
     if not classes or unknown:
@@ -363,16 +391,16 @@ def write_sample_archive(
 
     plan = np.random.default_rng([int(seed), 0x5CA9])
     labels = _balanced(plan, classes, count)
-    formats = _balanced(plan, FORMATS, count)
+    formats = _balanced(plan, tuple(formats), count)
     dicom_idx = [i for i, f in enumerate(formats) if f in DICOM_FORMATS]
-    n_wrong = round(WRONG_HEADER_FRACTION * len(dicom_idx))
+    n_wrong = round(header_noise * len(dicom_idx))
     wrong = set(plan.choice(dicom_idx, size=n_wrong, replace=False).tolist()) if n_wrong else set()
     # A wrong header names some other class, even when the archive only contains one class.
     decoys = classes if len(classes) > 1 else CLASSES
 
     rows: dict[str, list] = {name: [] for name in SAMPLE_MANIFEST_SCHEMA.names}
     for i in range(count):
-        _append(rows, _body_part_row(images, seed, i, labels[i], formats[i], i in wrong, decoys))
+        _append(rows, _body_part_row(images, seed, i, labels[i], formats[i], i in wrong, decoys, confusions))
     for j in range(n_other):
         _append(rows, _other_row(images, seed, j, other_kinds))
 

@@ -85,6 +85,21 @@ class TrainConfig:
         "'other' rows, else mahalanobis (feature distance to the training split)",
         choices=("auto", "p_other", "mahalanobis", "energy", "max_logit", "msp"),
     )
+    noisy_labels: bool = option(
+        False,
+        "--noisy-labels",
+        "the labels are header-derived and partly wrong (docs/weak-labels.md): out-of-fold predictions, "
+        "confident learning prunes the rows it finds mislabelled, the final model trains on the rest",
+        action="store_true",
+    )
+    folds: int = option(4, "--folds", "with --noisy-labels: folds of the out-of-fold predictions", type=int)
+    fold_epochs: int | None = option(
+        None, "--fold-epochs", "with --noisy-labels: epochs of each fold's model (default: --epochs)", type=int
+    )
+    # Set by core/training/noisy.py, not flags: a fold's run writes held-out probabilities instead of a bundle,
+    # and the final run records what the weak labels came to in training.json.
+    holdout_manifest: str | None = None
+    weak_labels: dict[str, Any] | None = None
     stop_after_epoch: int | None = option(
         None,
         "--stop-after-epoch",

@@ -29,7 +29,13 @@ import numpy as np
 from core.training.config import ReportFn, TrainConfig, phase_of
 from core.training.distributed import bn_refresh_sample, refresh_batchnorm
 from core.training.faults import WorkerExit
-from core.training.publish import calibrate, check_replicas_agree, gather_validation, publish
+from core.training.publish import (
+    calibrate,
+    check_replicas_agree,
+    gather_validation,
+    publish,
+    write_holdout_predictions,
+)
 from core.training.setup import Setup, ValShard, check_devices, new_state, resume_state, set_up, train_dataset
 from core.training.trainer import Trainer
 from core.trust.metrics import macro_f1_from_confusion
@@ -101,6 +107,10 @@ def _run(
 
     trainer.use_best_weights()
     summary["replica_weight_digests"] = check_replicas_agree(trainer)
+    if cfg.holdout_manifest:  # a fold of --noisy-labels: out-of-fold probabilities, no bundle
+        if rank == 0:
+            summary["holdout"] = write_holdout_predictions(trainer, log)
+        return summary
     val_probs, val_codes = gather_validation(trainer, val, len(setup.val_rows))
     trust = calibrate(trainer, val, val_probs, val_codes, log)
     if rank == 0:

@@ -236,8 +236,9 @@ def describe_training(
         "unmapped_labels": setup.rows.unmapped,
         "val_decode_failures": {c: failed.count(c) for c in sorted(set(failed))},
         "validation": {k: val_metrics[k] for k in ("n", "n_unlabeled", "accuracy", "macro_f1")},
+        "weak_labels": cfg.weak_labels,  # null unless the labels were header-derived (core/training/noisy.py)
         "hyperparameters": {
-            **cfg.to_dict(),
+            **{k: v for k, v in cfg.to_dict().items() if k not in ("weak_labels", "holdout_manifest")},
             "image_size": setup.size,
             "global_batch": setup.global_batch,
             "lr": setup.lr,
@@ -305,3 +306,33 @@ def publish(
         f"[train] bundle written to {cfg.out} (model_id={summary['model_id']}; validation accuracy "
         f"{val_metrics['accuracy']:.3f}, macro-F1 {val_metrics['macro_f1']:.3f})"
     )
+
+
+# --- a fold's run (core/training/noisy.py): held-out probabilities instead of a bundle ----------------------------
+HOLDOUT_FILE = "holdout.parquet"
+
+
+def write_holdout_predictions(trainer: Trainer, log: Callable[[str], None]) -> str:
+    """Rank 0: the best weights' softmax outputs for ``cfg.holdout_manifest``, at ``cfg.out/holdout.parquet``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.io import schema, storage
+    from core.io.manifests import read_manifest
+
+    cfg, setup = trainer.cfg, trainer.setup
+    rows = dataset.labelled_rows(read_manifest(cfg.holdout_manifest), setup.classes)
+    x, _, kept, codes = dataset.decode_indexed(rows, setup.pre, cfg.decode_threads)
+    probs: list[list[float] | None] = [None] * len(rows)
+    for i, p in zip(kept.tolist(), trainer.predict(x) if len(x) else [], strict=True):
+        probs[i] = [float(v) for v in p]
+    table = pa.table(
+        {schema.IMAGE_ID: rows.image_ids, "probabilities": probs, "error": codes},
+        schema=schema.HOLDOUT_PREDICTIONS_SCHEMA,
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    path = storage.join(cfg.out, HOLDOUT_FILE)
+    storage.write_bytes_atomic(path, sink.getvalue().to_pybytes())
+    log(f"[train] held-out predictions for {len(rows)} rows written to {path}")
+    return path
