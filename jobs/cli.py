@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("sample", "train", "label", "evaluate", "review", "demo", "manifest", "bench", "runs")
+COMMANDS = ("sample", "train", "label", "evaluate", "review", "audit", "demo", "manifest", "bench", "runs")
 
 
 def main(argv: list[str] | None = None) -> int:
