@@ -98,7 +98,8 @@ def _one_setting(args, name: str, noise: float, confusions, holdout: str, truth_
     header_manifest = os.path.join(out, "header_manifest.parquet")
     write_manifest(build_header_manifest(os.path.dirname(archive)).table, header_manifest)
     truth = pq.read_table(archive).to_pylist()
-    wrong = {r[schema.IMAGE_ID] for r in truth if r["header_wrong"]}
+    # The header manifest lists the archive folder: its image_id is images/FILE_NAME.
+    wrong = {"images/" + os.path.basename(r[schema.URI]) for r in truth if r["header_wrong"]}
     result: dict = {"setting": name, "true_noise_rate": len(wrong) / len(truth), "truth_accuracy": truth_acc}
     if args.plain:
         quiet(_config(args, header_manifest, os.path.join(out, "header_plain")), "plain")
