@@ -162,12 +162,13 @@ def test_sample_archive_header_noise_and_confusions(tmp_path):
 
 @pytest.fixture(scope="module")
 def noisy_archive(tmp_path_factory):
-    """Two classes of DICOM phantoms, 20 % wrong headers, listed with --label-from-header, plus PNG rows (null)."""
+    """Two classes of DICOM phantoms (100 each), 20 % wrong headers, listed with --label-from-header, plus a PNG
+    (a null label)."""
     from core.io.manifests import write_manifest
     from core.readers.header import build_header_manifest
 
     root = tmp_path_factory.mktemp("noisy")
-    archive = write_sample_archive(root / "archive", 80, seed=5, classes=("chest", "hand"),
+    archive = write_sample_archive(root / "archive", 200, seed=5, classes=("chest", "hand"),
                                    formats=sorted(DICOM_FORMATS), header_noise=0.2)  # fmt: skip
     cv2.imwrite(str(root / "archive" / "images" / "extra.png"), np.full((64, 64), 90, np.uint8))
     header = root / "header.parquet"
@@ -180,28 +181,32 @@ def test_noisy_training_on_ray_prunes_wrong_headers_and_records_the_noise(noisy_
 
     root, archive, header = noisy_archive
     out = root / "model"
-    rc = main(["train", "--noisy-labels", "--folds", "2", "--fold-epochs", "6", "--manifest", str(header),
+    # Fold models good enough to beat chance cost ~10 epochs at this size; the final model's quality is not checked.
+    rc = main(["train", "--noisy-labels", "--folds", "2", "--fold-epochs", "10", "--manifest", str(header),
                "--out", str(out), "--backbone", "compact_resnet", "--weights", "none", "--image-size", "64",
-               "--epochs", "6", "--batch-size", "8", "--lr", "3e-3", "--patience", "6",
+               "--epochs", "3", "--batch-size", "8", "--lr", "1.6e-2", "--patience", "10",
                "--storage", str(root / "ray")])  # fmt: skip
     printed = capsys.readouterr()
     assert rc == 0, printed.err[-2000:]
     training = json.loads((out / "training.json").read_text())
     weak = training["weak_labels"]
     assert weak["header_derived"] is True and weak["manifest"] == str(header)
-    assert weak["unlabeled_rows"] == 1 and weak["trainable_rows"] == 80 and weak["recipe"]["folds"] == 2
+    assert weak["unlabeled_rows"] == 1 and weak["trainable_rows"] == 200 and weak["recipe"]["folds"] == 2
     matrix = np.asarray(weak["noise_matrix"]["joint"])
     assert weak["noise_matrix"]["classes"] == ["chest", "hand"] and matrix.shape == (2, 2)
     assert matrix.sum() == pytest.approx(1.0, abs=1e-3)
     issues = pq.read_table(weak["label_issues"]).to_pylist()
     assert weak["pruned"] == len(issues) > 0
-    assert training["class_counts"]["train"]["chest"] + training["class_counts"]["val"]["chest"] <= 40
-    # Better than chance: the flagged rows hold more wrong headers than a random draw (20 %) would.
+    counts = training["class_counts"]
+    assert sum(counts["train"].values()) + sum(counts["val"].values()) == 200 - weak["pruned"]
+    # Better than chance: the flagged rows hold more wrong headers than a random draw (20 %) would (measured:
+    # 31 of the 40 wrong headers among 78 flagged rows).
     # The header manifest's image_id is the path under the listed root: the sample's file name.
     wrong = {r["uri"].rsplit("/", 1)[1] for r in pq.read_table(archive).to_pylist() if r["header_wrong"]}
     flagged = {r["image_id"] for r in issues}
     precision = len(flagged & wrong) / len(flagged)
-    assert precision > 0.2 + 0.15, (precision, len(flagged), len(wrong))
+    recall = len(flagged & wrong) / len(wrong)
+    assert precision > 0.3 and recall > 0.3, (precision, recall, len(flagged), len(wrong))
     assert 0.0 < weak["estimated_noise_rate"] < 0.6
 
 
