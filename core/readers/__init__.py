@@ -9,7 +9,8 @@ bytes, :mod:`.raster` decodes PNG/JPEG, :mod:`.jpeg2000` JPEG 2000 files (and DI
 resolution), :mod:`.dicom` decodes DICOM, whose compressed frames the reduced path first offers to
 :mod:`.frames` (with :mod:`.jpeg` for the JPEG family); :mod:`.base` holds the result type and the
 size limits every reader applies.  Beside them, the DICOM header's meaning: :mod:`.scope` (which objects a bundle
-labels), :mod:`.header_map` (what the header claims the body part is) and :mod:`.privacy` (what may be written).
+labels), :mod:`.header_map` (what the header claims the body part is), :mod:`.header` (header-labelled manifests,
+read without pixels) and :mod:`.privacy` (what may be written).
 
 May import: :mod:`core.errors`, :mod:`core.io`.  Imported by the model's preprocessing and the labeling job.
 """

@@ -4,8 +4,9 @@ The loop (:mod:`.loop`) reads top to bottom as the run happens: :mod:`.setup` (d
 :mod:`.trainer` (the model and its custom step), :mod:`.distributed` (replicas in lock-step), :mod:`.checkpoints`
 (exact resumption), :mod:`.publish` (calibration and the bundle).  :mod:`.config` is what a run is asked to do,
 :mod:`.data` turns a labelled manifest into the input pipeline, :mod:`.curves` draws the training curves, and
-:mod:`.faults` is the test hook that kills a worker mid-epoch.  Ray Train (``cluster/train.py``) only supplies the
-strategy, the worker rank and a ``report`` callback.
+:mod:`.faults` is the test hook that kills a worker mid-epoch; :mod:`.noisy` trains on header-derived labels
+(out-of-fold predictions, confident learning, a final model: ``--noisy-labels``).  Ray Train (``cluster/train.py``)
+only supplies the strategy, the worker rank and a ``report`` callback.
 
 May import: :mod:`core.errors`, :mod:`core.progress`, :mod:`core.io`, :mod:`core.readers`, :mod:`core.model`,
 :mod:`core.trust`.  Never Ray.

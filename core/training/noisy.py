@@ -73,7 +73,7 @@ class WeakPlan:
         return np.asarray([index[x] for x in self.table.column(schema.LABEL).to_pylist()], np.int64)
 
 
-def _unit_hash(image_id: str, seed: int) -> float:
+def _fold_hash(image_id: str, seed: int) -> float:
     return int.from_bytes(hashlib.sha256(f"fold:{seed}:{image_id}".encode()).digest()[:8], "big") / 2**64
 
 
@@ -113,7 +113,7 @@ def plan_weak_training(cfg: TrainConfig) -> WeakPlan:
     folds = np.zeros(len(labels), np.int64)
     ids = table.column(schema.IMAGE_ID).to_pylist()
     for c in classes:
-        members = sorted((i for i, x in enumerate(labels) if x == c), key=lambda i: _unit_hash(ids[i], cfg.seed))
+        members = sorted((i for i, x in enumerate(labels) if x == c), key=lambda i: _fold_hash(ids[i], cfg.seed))
         for pos, i in enumerate(members):
             folds[i] = pos % cfg.folds
     return WeakPlan(table, classes, folds, total, total - table.num_rows)
