@@ -72,13 +72,13 @@ def _precision_recall(flagged: set[str], wrong: set[str]) -> tuple[float | None,
     return (hit / len(flagged) if flagged else None), (hit / len(wrong) if wrong else None)
 
 
-def _audit(bundle_dir: str, archive_manifest: str, header_manifest: str, out: str) -> dict:
-    """Label the training archive with the model and audit it against its headers."""
+def _audit(bundle_dir: str, header_manifest: str, out: str) -> dict:
+    """Label the header manifest's rows with the model (as ``scanlabel label`` would) and audit them."""
     from benchmarks.trust import label_rows
     from core.model.bundle import load_bundle
     from core.trust.audit import build_audit
 
-    t = pq.read_table(archive_manifest, columns=[schema.URI, schema.IMAGE_ID])
+    t = pq.read_table(header_manifest, columns=[schema.URI, schema.IMAGE_ID])
     labels = os.path.join(out, "labels")
     label_rows(load_bundle(bundle_dir), t.column(0).to_pylist(), t.column(1).to_pylist(), labels)
     flagged, summary = build_audit(labels, header_manifest)
@@ -113,7 +113,7 @@ def _one_setting(args, name: str, noise: float, confusions, holdout: str, truth_
     result["cl_pruned"] = len(pruned)
     result["cl_precision"], result["cl_recall"] = _precision_recall(pruned, wrong)
     result["cl_estimated_noise_rate"] = info["estimated_noise_rate"]
-    audit = _audit(cfg.out, archive, header_manifest, os.path.join(out, "audit"))
+    audit = _audit(cfg.out, header_manifest, os.path.join(out, "audit"))
     result["audit_flagged"] = len(audit["flagged"])
     result["audit_precision"], result["audit_recall"] = _precision_recall(audit["flagged"], wrong)
     result["audit_estimated_noise_rate"] = audit["summary"]["estimated_wrong_share"]
