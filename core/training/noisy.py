@@ -48,6 +48,8 @@ PRUNED_MANIFEST = "pruned_manifest.parquet"
 LABEL_ISSUES = "label_issues.parquet"
 FILTER_BY = "prune_by_noise_rate"
 KEEP_PER_CLASS = 5  # cleanlab never prunes a class below this many rows
+# An estimated header noise above this says more about the fold models than about the headers (warned about).
+WEAK_FOLDS_NOISE = 0.5
 
 TrainFn = Callable[[TrainConfig, str], Any]
 
@@ -181,6 +183,7 @@ def find_issues(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> di
     per_row = joint.sum(axis=1)
     wrong_share = {c: float(1.0 - joint[i, i] / per_row[i]) if per_row[i] > 0 else None for i, c in enumerate(classes)}
     return {
+        "out_of_fold_agreement": float((p.argmax(axis=1) == y).mean()) if len(y) else None,
         "issues": ok[np.asarray(ranked, np.int64)],
         "predicted": np.nan_to_num(probs, nan=-1.0).argmax(axis=1),
         "joint": joint,
@@ -230,6 +233,9 @@ def describe_weak_labels(cfg: TrainConfig, plan: WeakPlan, found: dict[str, Any]
             "fold_epochs": cfg.fold_epochs or cfg.epochs,
         },
         "out_of_fold_predictions": found["predicted_rows"],
+        "out_of_fold_agreement": found[
+            "out_of_fold_agreement"
+        ],  # share of rows whose header the fold model agrees with
         "pruned": int(len(found["issues"])),
         "pruned_per_class": {c: int(flagged.get(c, 0)) for c in plan.classes},
         "label_issues": issues_uri,
@@ -265,6 +271,12 @@ def train_noisy(
         f"[train] confident learning: {info['pruned']} of {plan.table.num_rows} rows flagged and pruned "
         f"(estimated header noise {info['estimated_noise_rate']:.3f}); training the final model on the rest"
     )
+    if info["estimated_noise_rate"] > WEAK_FOLDS_NOISE:
+        log(
+            f"[train] warning: the fold models agree with only {info['out_of_fold_agreement']:.1%} of the headers, "
+            "so most disagreements are their own errors and pruning removes good rows too: give them more images "
+            "or epochs (--fold-epochs), docs/weak-labels.md"
+        )
     final = replace(cfg, manifest=pruned, classes=plan.classes, weak_labels=info, holdout_manifest=None)
     return train_fn(final, "final"), info
 
