@@ -22,8 +22,6 @@ Privacy: only labels-schema and header-manifest columns, none identifying (docs/
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -118,15 +116,6 @@ def build_audit(
     return flagged, summary
 
 
-def render_csv(rows: Sequence[dict[str, Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in rows:
-        writer.writerow([review._cell(r.get(c)) if c != review.CORRECTED else "" for c in CSV_COLUMNS])
-    return buf.getvalue().encode("utf-8")
-
-
 def _table_html(title: str, shares: dict[str, dict[str, Any]]) -> str:
     e = review._e
     body = "".join(
@@ -202,7 +191,7 @@ def write_audit(
     rows, summary = build_audit(labels_dir, manifest, model_id)
     paths = {name: storage.join(out_dir, name) for name in (AUDIT_PARQUET, AUDIT_CSV, AUDIT_HTML, AUDIT_SUMMARY)}
     storage.write_bytes_atomic(paths[AUDIT_PARQUET], _parquet(rows))
-    storage.write_bytes_atomic(paths[AUDIT_CSV], render_csv(rows))
+    storage.write_bytes_atomic(paths[AUDIT_CSV], review.render_csv(rows, CSV_COLUMNS))
     storage.write_bytes_atomic(paths[AUDIT_HTML], render_html(rows, summary, thumbnail).encode("utf-8"))
     summary = {**summary, "files": paths}
     storage.write_bytes_atomic(paths[AUDIT_SUMMARY], json.dumps(summary, indent=2).encode("utf-8"))

@@ -162,12 +162,13 @@ def _uncell(text: str | None) -> str:
     return text
 
 
-def render_csv(rows: Sequence[dict[str, Any]]) -> bytes:
+def render_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] = CSV_COLUMNS) -> bytes:
+    """The rows as CSV for a spreadsheet: ``columns`` in order, ``corrected_label`` left empty for the reviewer."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     for r in rows:
-        writer.writerow([_cell(r.get(c)) if c != CORRECTED else "" for c in CSV_COLUMNS])
+        writer.writerow([_cell(r.get(c)) if c != CORRECTED else "" for c in columns])
     return buf.getvalue().encode("utf-8")
 
 
