@@ -30,6 +30,10 @@ def _modalities(text: str) -> list[str]:
     return list(normalize_modalities(text) or ())
 
 
+LR_SCHEDULES = ("cosine", "one_cycle")
+ONE_CYCLE_WARMUP = 0.3  # share of a phase's steps spent warming up under one_cycle
+
+
 @dataclass
 class TrainConfig:
     """What ``scanlabel train`` is asked to do; fields made with :func:`~core.options.option` are its flags."""
@@ -57,6 +61,13 @@ class TrainConfig:
     mixed_precision: bool = option(False, "--mixed-precision", "mixed_float16 (GPU)", action="store_true")
     xla: bool = option(False, "--xla", "compile the train step with XLA", action="store_true")
     steps_per_epoch: int | None = option(None, "--steps-per-epoch", "optimizer steps per epoch", type=int)
+    lr_schedule: str = option(
+        "cosine",
+        "--lr-schedule",
+        "cosine: decay from the base LR over each phase; one_cycle: warm up from LR/25 over the first 30%% of "
+        "the phase, then cosine decay (reaches the same accuracy from scratch in fewer epochs: docs/training.md)",
+        choices=LR_SCHEDULES,
+    )
     decode_threads: int = 2
     # Batches per worker over which BatchNorm statistics are recomputed after each from-scratch epoch (0: off);
     # see core.training.distributed.refresh_batchnorm.
@@ -112,8 +123,9 @@ def from_scratch_recipe(
 ) -> TrainConfig:
     """The demo's recipe, shared by the demo and the benchmarks that must measure what the demo trains.
 
-    No pretrained weights (none can be fetched offline), batch 32 at base LR 2e-3, and no early stop: with a
-    cosine schedule the last epochs are the ones that settle, and the best epoch is kept anyway.
+    No pretrained weights (none can be fetched offline), batch 32, a one-cycle schedule peaking at base LR 4e-3
+    (reached the demo's trust targets in 10 epochs where the cosine schedule at 2e-3 needed 18), and no early
+    stop: the last epochs are the ones that settle, and the best epoch is kept anyway.
     """
     return TrainConfig(
         manifest=manifest,
@@ -123,10 +135,31 @@ def from_scratch_recipe(
         image_size=image_size,
         epochs=epochs,
         batch_size=32,
-        base_lr=2e-3,
+        base_lr=4e-3,
+        lr_schedule="one_cycle",
         patience=epochs,
         seed=seed,
     )
+
+
+def lr_schedule(cfg: TrainConfig, phase_lr: float, phase_steps: int) -> Any:
+    """The phase's learning rate as a Keras schedule, following the optimizer's step counter (which checkpoints
+    restore, so resumed runs stay exact).
+
+    ``cosine``: from ``phase_lr`` down to 2 % of it; a constant rate left the last epochs noisy (validation
+    macro-F1 jumping by +-3 points between epochs), and the model a bundle ships is the end of that.
+    ``one_cycle`` (Smith & Topin, 2019): a linear warm-up from ``phase_lr``/25 over the first 30 % of the steps,
+    then the same cosine decay; the high middle rate lets a from-scratch run converge in fewer epochs.
+    """
+    import keras
+
+    steps = max(1, phase_steps)
+    if cfg.lr_schedule == "one_cycle":
+        warmup = max(1, round(ONE_CYCLE_WARMUP * steps))
+        return keras.optimizers.schedules.CosineDecay(
+            phase_lr / 25.0, decay_steps=max(1, steps - warmup), alpha=0.02, warmup_target=phase_lr, warmup_steps=warmup
+        )
+    return keras.optimizers.schedules.CosineDecay(phase_lr, decay_steps=steps, alpha=0.02)
 
 
 def phase_of(cfg: TrainConfig, epoch: int) -> str:
