@@ -12,4 +12,5 @@ MODULES = (
     "benchmarks.trust",
     "benchmarks.dicomweb",
     "benchmarks.faults",
+    "benchmarks.demo",
 )

@@ -183,17 +183,24 @@ class Trainer:
 
     def predict(self, x_all: np.ndarray) -> np.ndarray:
         """Softmax outputs for in-memory images, in fixed-shape batches (the last padded) so nothing retraces."""
+        (probs,) = self._batched(lambda xb: (self._predict_batch(xb),), x_all, [self.setup.n_classes])
+        return probs
+
+    def _batched(self, fn, x_all: np.ndarray, widths: list[int]) -> list[np.ndarray]:
+        """``fn`` over ``x_all`` in batches of the training batch size, the last padded to that size so the traced
+        function sees one shape; returns one float64 array per output of ``fn`` (of the given widths)."""
         import tensorflow as tf
 
         eb = self.cfg.batch_size
-        out = np.zeros((len(x_all), self.setup.n_classes), np.float64)
+        outs = [np.zeros((len(x_all), w), np.float64) for w in widths]
         for start in range(0, len(x_all), eb):
             xb = x_all[start : start + eb]
             n = len(xb)
             if n < eb:
                 xb = np.concatenate([xb, np.zeros((eb - n, *xb.shape[1:]), xb.dtype)])
-            out[start : start + n] = self._predict_batch(tf.constant(xb)).numpy()[:n]
-        return out
+            for out, value in zip(outs, fn(tf.constant(xb)), strict=True):
+                out[start : start + n] = value.numpy()[:n]
+        return outs
 
     def validate(self, val: ValShard) -> tuple[float, np.ndarray]:
         """Mean validation loss and confusion matrix over all workers' shards (one all-reduce)."""
@@ -238,16 +245,5 @@ class Trainer:
 
         scored = keras.Model(self.model.inputs, [self.model.get_layer(FEATURE_LAYER).output, self.model.outputs[0]])
         fn = tf.function(lambda x: scored(x, training=False), reduce_retracing=True)
-        eb = self.cfg.batch_size
-        dim = int(scored.outputs[0].shape[-1])
-        feats = np.zeros((len(x_all), dim), np.float64)
-        probs = np.zeros((len(x_all), self.setup.n_classes), np.float64)
-        for start in range(0, len(x_all), eb):
-            xb = x_all[start : start + eb]
-            n = len(xb)
-            if n < eb:
-                xb = np.concatenate([xb, np.zeros((eb - n, *xb.shape[1:]), xb.dtype)])
-            f, p = fn(tf.constant(xb))
-            feats[start : start + n] = f.numpy()[:n]
-            probs[start : start + n] = p.numpy()[:n]
+        feats, probs = self._batched(fn, x_all, [int(scored.outputs[0].shape[-1]), self.setup.n_classes])
         return feats, probs
