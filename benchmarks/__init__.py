@@ -9,6 +9,7 @@ MODULES = (
     "benchmarks.label",
     "benchmarks.decode",
     "benchmarks.train",
+    "benchmarks.train_step",
     "benchmarks.trust",
     "benchmarks.dicomweb",
     "benchmarks.faults",

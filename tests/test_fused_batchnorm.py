@@ -53,3 +53,24 @@ def test_fused_training_step_matches_keras(tmp_path):
     inner = [la for la in loaded._flatten_layers(recursive=True) if isinstance(la, keras.layers.BatchNormalization)]
     assert inner and all("call" not in vars(la) for la in inner)
     np.testing.assert_allclose(loaded(x, training=False).numpy(), fused(x, training=False).numpy(), atol=1e-5)
+
+
+def test_bfloat16_training_publishes_a_float32_bundle(small_archive, tmp_path):
+    """``precision=bfloat16`` trains under mixed_bfloat16 and writes a bundle that computes in float32."""
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from core.model.bundle import load_bundle
+    from core.training import run_training
+    from tests.conftest import train_config
+
+    _, manifest = small_archive
+    cfg = train_config(manifest, tmp_path / "bundle", epochs=1, steps_per_epoch=2, precision="bfloat16")
+    run_training(cfg, tf.distribute.get_strategy(), log=lambda _: None)
+    assert keras.mixed_precision.global_policy().name == "float32"  # the policy does not leak out of a run
+    info = json.loads((tmp_path / "bundle" / "training.json").read_text())
+    assert info["hyperparameters"]["dtype_policy"] == "mixed_bfloat16"
+    bundle = load_bundle(str(tmp_path / "bundle"))
+    assert {layer.dtype_policy.name for layer in bundle.model.layers} == {"float32"}

@@ -25,12 +25,21 @@ class StepRate:
 
 
 def measure_step_rate(
-    backbone: str, image_size: int, n_classes: int, batch_size: int = 32, steps: int = 4
+    backbone: str,
+    image_size: int,
+    n_classes: int,
+    batch_size: int = 32,
+    steps: int = 4,
+    *,
+    fused: bool = True,
+    xla: bool = False,
 ) -> StepRate:
     """Time ``steps`` from-scratch training steps of ``backbone`` on random pixels (weights are not kept).
 
     The step is the trainer's own shape of work (forward, loss, gradients, AdamW update, BatchNorm updates on the
     fused kernel); data loading and validation are not in it, as the training's input pipeline overlaps them.
+    ``fused=False`` and ``xla=True`` time the alternatives (the step-time benchmark compares them); the Keras
+    dtype policy in force applies (``mixed_bfloat16`` for a bfloat16 step).
     """
     import keras
     import numpy as np
@@ -41,12 +50,13 @@ def measure_step_rate(
 
     model, base = backbones.build_classifier(backbone, [f"c{i}" for i in range(n_classes)], None, image_size)
     backbones.set_trainable_blocks(backbone, base, None)
-    fuse_batchnorm(model)
+    if fused:
+        fuse_batchnorm(model)
     opt = keras.optimizers.AdamW(1e-3)
     variables = model.trainable_variables
     opt.build(variables)
 
-    @tf.function
+    @tf.function(jit_compile=xla)
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, model(x, training=True)))

@@ -53,6 +53,7 @@ class Trainer:
         with strategy.scope():
             self.model, self.base = backbones.build_classifier(cfg.backbone, setup.classes, cfg.weights, setup.size)
         fuse_batchnorm(self.model)  # training-mode BatchNorm on TensorFlow's fused kernel; the bundle stays plain
+        self.trained_policy = self.model.dtype_policy.name
         self.best_weights: list[np.ndarray] | None = None
         self.saved_optimizer: list[np.ndarray] | None = None  # restored into the optimizer of its phase
         self.phase: str | None = None
@@ -231,6 +232,23 @@ class Trainer:
         with open(os.path.join(ckpt_dir, CHECKPOINT_STATE), "w") as f:
             json.dump(state, f)
         return ckpt_dir
+
+    def to_float32(self) -> None:
+        """Swap a mixed-precision model for a float32 one with the same weights (the variables of a mixed policy
+        are float32 already), so validation, calibration and the bundle compute as labeling will."""
+        import keras
+        import tensorflow as tf
+
+        from core.model import backbones
+
+        if self.model.dtype_policy.name == "float32":
+            return
+        keras.mixed_precision.set_global_policy("float32")
+        with self.strategy.scope():
+            model, base = backbones.build_classifier(self.cfg.backbone, self.setup.classes, None, self.setup.size)
+        model.set_weights(self.model.get_weights())
+        self.model, self.base = model, base
+        self._predict_batch = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
 
     def use_best_weights(self) -> None:
         if self.best_weights is not None:
