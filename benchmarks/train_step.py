@@ -18,18 +18,18 @@ VARIANTS = ("fused", "keras_bn", "bfloat16", "xla")
 
 
 def _rate(backbone: str, size: int, variant: str, steps: int) -> float:
-    import keras
-
     from core.io.schema import BODY_PARTS
     from core.training.estimate import measure_step_rate
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if variant == "bfloat16" else "float32")
-    try:
-        return measure_step_rate(
-            backbone, size, len(BODY_PARTS) + 1, steps=steps, fused=variant != "keras_bn", xla=variant == "xla"
-        ).images_per_s
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    return measure_step_rate(
+        backbone,
+        size,
+        len(BODY_PARTS) + 1,
+        steps=steps,
+        fused=variant != "keras_bn",
+        xla=variant == "xla",
+        policy="mixed_bfloat16" if variant == "bfloat16" else "float32",
+    ).images_per_s
 
 
 def run_train_step(args: argparse.Namespace) -> int:

@@ -156,6 +156,8 @@ def estimate(args: argparse.Namespace) -> Plan:
 
     from core.io.schema import BODY_PARTS
     from core.synthetic.sample_archive import usable_cores, write_sample_archive
+    from core.training import from_scratch_recipe
+    from core.training.config import resolve_precision
     from core.training.estimate import measure_step_rate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +166,9 @@ def estimate(args: argparse.Namespace) -> Plan:
         per_image = (time.perf_counter() - t) / 20
     images = args.train_count + args.train_other + args.holdout_count + args.holdout_other
     archives_s = images * per_image / max(1, min(usable_cores(), 4))
-    rate = measure_step_rate(args.backbone, args.image_size, len(BODY_PARTS) + 1).images_per_s
+    recipe = from_scratch_recipe("", "", args.backbone, args.image_size, args.epochs)
+    policy = resolve_precision(recipe, on_gpu=False)  # the demo trains on this machine's CPU cores
+    rate = measure_step_rate(args.backbone, args.image_size, len(BODY_PARTS) + 1, policy=policy).images_per_s
     train_images = (args.train_count + args.train_other) * args.epochs
     # training also decodes each image once, validates every epoch and calibrates: ~10 % over the steps
     train_s = 1.1 * train_images / rate

@@ -33,14 +33,28 @@ def measure_step_rate(
     *,
     fused: bool = True,
     xla: bool = False,
+    policy: str = "float32",
 ) -> StepRate:
     """Time ``steps`` from-scratch training steps of ``backbone`` on random pixels (weights are not kept).
 
     The step is the trainer's own shape of work (forward, loss, gradients, AdamW update, BatchNorm updates on the
     fused kernel); data loading and validation are not in it, as the training's input pipeline overlaps them.
-    ``fused=False`` and ``xla=True`` time the alternatives (the step-time benchmark compares them); the Keras
-    dtype policy in force applies (``mixed_bfloat16`` for a bfloat16 step).
+    ``policy`` is the Keras dtype policy to time (:func:`core.training.config.resolve_precision` gives the one a
+    run will use); ``fused=False`` and ``xla=True`` time the alternatives (the step-time benchmark compares them).
     """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return _time_steps(backbone, image_size, n_classes, batch_size, steps, fused, xla)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _time_steps(
+    backbone: str, image_size: int, n_classes: int, batch_size: int, steps: int, fused: bool, xla: bool
+) -> StepRate:
     import keras
     import numpy as np
     import tensorflow as tf
