@@ -7,13 +7,16 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint bench clean
 
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+UV := $(BIN)/python -m uv pip install --quiet --python $(BIN)/python
 
 # Recipes are silent (@): what `make demo` prints is meant for a person (tests/test_console.py keeps it short).
+# uv resolves and downloads in parallel: ~35 s from an empty cache on 2 cores where pip takes ~2 min (BENCHMARKS.md,
+# "Demo time"); pip does the install where uv cannot be had.
 $(STAMP): pyproject.toml
-	@echo "scanlabel: installing into $(VENV) (when pyproject.toml changes; a few minutes)"
+	@echo "scanlabel: installing into $(VENV) (when pyproject.toml changes; about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(PIP) install --upgrade pip
-	@$(PIP) install -e ".[cpu,dev]"
+	@($(PIP) install "uv>=0.9,<0.10" 2>/dev/null && $(UV) -e ".[cpu,dev]") || \
+		($(PIP) install --upgrade pip && $(PIP) install -e ".[cpu,dev]")
 	@touch $(STAMP)
 
 demo: $(STAMP)

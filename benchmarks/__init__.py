@@ -9,8 +9,10 @@ MODULES = (
     "benchmarks.label",
     "benchmarks.decode",
     "benchmarks.train",
+    "benchmarks.train_step",
     "benchmarks.trust",
     "benchmarks.dicomweb",
     "benchmarks.faults",
     "benchmarks.weak_labels",
+    "benchmarks.demo",
 )

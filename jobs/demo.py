@@ -6,8 +6,10 @@ held-out archive with the Ray labeling job, evaluates, and prints where everythi
 that say whether the labels can be trusted: abstention on held-out phantoms, accuracy on the rows it accepted,
 and calibration error, each beside its target.
 
-Sized so that those figures mean something: about 20 minutes on a 2-core machine, most of it training.  ``--quick``
-trains a fifth as much (about 5 minutes) to see the product run; its figures fall short of the targets.
+Sized so that those figures mean something, and measured so the wait is known: before any work the first line
+says how long each phase will take on this machine (a few training steps of the very model are timed first:
+``core.training.estimate``); the run ends with where its outputs are and the one command that opens the report.
+``--quick`` trains on a sixth of the images to see the product run; its figures fall short of the targets.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ class Recipe(NamedTuple):
     epochs: int
 
 
-# Measured with compact_resnet at 96 px from scratch (BENCHMARKS.md, "Trust figures of the demo's recipe"): the
-# full recipe met abstention <= 2 %, accepted accuracy >= 0.99, ECE <= 0.05, non-radiographs >= 95 % and RG1/RG3
-# in the trainings measured (12 epochs left one training at 0.9899 on the demo's held-out phantoms, 18 gave
-# 0.997); the quick one gives ~3-4 % abstention and ~0.95 accepted accuracy: a model trained from scratch needs
-# images.
-FULL_RECIPE = Recipe(phantoms=8400, other=1260, epochs=18)
-QUICK_RECIPE = Recipe(phantoms=1400, other=210, epochs=24)
+# compact_resnet at 96 px from scratch with the one-cycle schedule (core.training.from_scratch_recipe; BENCHMARKS.md,
+# "Demo time" and "Trust figures of the demo's recipe"): the full recipe is what met abstention <= 2 %, accepted
+# accuracy >= 0.99, ECE <= 0.05, non-radiographs >= 95 % and RG1/RG3; the quick one falls short of them: a model
+# trained from scratch needs images.
+FULL_RECIPE = Recipe(phantoms=8400, other=1260, epochs=10)
+QUICK_RECIPE = Recipe(phantoms=1400, other=210, epochs=16)
+LABEL_SETUP_S = 25.0  # starting the labeling job's Ray Data pipeline and its model actor, measured on 2 cores
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,9 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help=f"train on {QUICK_RECIPE.phantoms:,} phantoms for {QUICK_RECIPE.epochs} epochs (~5 min) instead of "
-        f"{FULL_RECIPE.phantoms:,} for {FULL_RECIPE.epochs} (~20 min): the product end to end, trust figures "
-        "below target",
+        help=f"train on {QUICK_RECIPE.phantoms:,} phantoms for {QUICK_RECIPE.epochs} epochs instead of "
+        f"{FULL_RECIPE.phantoms:,} for {FULL_RECIPE.epochs}: the product end to end, trust figures below target",
     )
     p.add_argument("--train-count", type=int, default=None, help=f"training phantoms (default {FULL_RECIPE.phantoms})")
     p.add_argument("--holdout-count", type=int, default=400)
@@ -78,13 +79,15 @@ def run(args: argparse.Namespace) -> int:
     args.epochs = recipe.epochs if args.epochs is None else args.epochs
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
+    plan = estimate(args)
+    print(f"[demo] {plan}", flush=True)
     train_manifest = write_sample_archive(
         os.path.join(out, "train_archive"), args.train_count, seed=0, other_count=args.train_other
     )
     holdout_manifest = write_sample_archive(
         os.path.join(out, "holdout_archive"), args.holdout_count, seed=1, other_count=args.holdout_other
     )
-    print(f"[demo] sample archives written ({time.perf_counter() - t0:.0f} s)")
+    print(f"[demo] sample archives written ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     ensure_ray()
     bundle = os.path.join(out, "model")
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if result.error:
         print(f"scanlabel: demo training failed: {result.error}", file=sys.stderr)
         return 1
-    print(f"[demo] trained ({time.perf_counter() - t0:.0f} s)")
+    print(f"[demo] trained ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     labels = os.path.join(out, "labels")
     run_label(LabelOptions(manifest=str(holdout_manifest), model=bundle, out=labels, relabel=True))
@@ -121,7 +124,56 @@ def run(args: argparse.Namespace) -> int:
         f"(target >= 95%; of {metrics['n_other']}: abstained, or skipped as out of scope)"
     )
     print("=" * 72)
+    print(f"outputs in {out}; open the report with:")
+    print(f"  python -m webbrowser file://{os.path.join(report, 'report.html')}")
     return 0
+
+
+class Plan(NamedTuple):
+    """The demo's phases in seconds, from rates measured on this machine just before the run."""
+
+    archives_s: float
+    train_s: float
+    label_s: float
+    train_images: int
+    rate: float
+
+    def __str__(self) -> str:
+        from core.progress import format_duration
+
+        total = self.archives_s + self.train_s + self.label_s
+        return (
+            f"expect about {format_duration(total)} on this machine: "
+            f"sample archives ~{format_duration(self.archives_s)}, "
+            f"training ~{format_duration(self.train_s)} ({self.train_images:,} image passes at {self.rate:.0f} "
+            f"images/s, timed just now), labeling and report ~{format_duration(self.label_s)}"
+        )
+
+
+def estimate(args: argparse.Namespace) -> Plan:
+    """Time a few archive images and a few training steps of the demo's model; scale them to the whole run."""
+    import tempfile
+
+    from core.io.schema import BODY_PARTS
+    from core.synthetic.sample_archive import usable_cores, write_sample_archive
+    from core.training import from_scratch_recipe
+    from core.training.config import resolve_precision
+    from core.training.estimate import measure_step_rate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        write_sample_archive(tmp, 16, seed=99, other_count=4, workers=1)
+        per_image = (time.perf_counter() - t) / 20
+    images = args.train_count + args.train_other + args.holdout_count + args.holdout_other
+    archives_s = images * per_image / max(1, min(usable_cores(), 4))
+    recipe = from_scratch_recipe("", "", args.backbone, args.image_size, args.epochs)
+    policy = resolve_precision(recipe, on_gpu=False)  # the demo trains on this machine's CPU cores
+    rate = measure_step_rate(args.backbone, args.image_size, len(BODY_PARTS) + 1, policy=policy).images_per_s
+    train_images = (args.train_count + args.train_other) * args.epochs
+    # training also decodes each image once, validates every epoch and calibrates: ~10 % over the steps
+    train_s = 1.1 * train_images / rate
+    label_s = LABEL_SETUP_S + 3 * (args.holdout_count + args.holdout_other) / rate
+    return Plan(archives_s, train_s, label_s, train_images, rate)
 
 
 def _figure(value: float | None, fmt: str) -> str:

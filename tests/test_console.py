@@ -56,6 +56,10 @@ def test_demo_console_is_short_and_only_scanlabel(tmp_path):
     assert label and "(100%)" in label[-1] and "images/s" in label[-1] and "failed" in label[-1]
     assert any("epoch 2/2" in line and "val_macro_f1" in line for line in lines)
     assert any("held-out macro-F1" in line for line in lines)
+    # the expectation is set before any work, per phase, and the run ends with the command that opens the report
+    plan = next(line for line in lines if line.startswith("[demo] expect about"))
+    assert lines.index(plan) <= 2 and "sample archives ~" in plan and "training ~" in plan and "labeling" in plan
+    assert lines[-1].strip() == f"python -m webbrowser file://{out.resolve() / 'report' / 'report.html'}"
 
 
 def test_verbose_brings_ray_and_tensorflow_output_back(tmp_path, small_archive):

@@ -216,6 +216,17 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path: Path) -> N
     assert not set(a_files.values()) & set(c_files.values())
 
 
+def test_worker_processes_write_the_same_bytes(tmp_path: Path, monkeypatch) -> None:
+    """The archive is drawn in worker processes for speed; the files and manifest must not depend on it."""
+    from core.synthetic import sample_archive
+
+    monkeypatch.setattr(sample_archive, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(sample_archive, "_CHUNK", 7)  # several chunks per worker, finishing out of order
+    one = _snapshot(write_sample_archive(tmp_path / "one", 30, seed=3, other_count=6, workers=1))
+    two = _snapshot(write_sample_archive(tmp_path / "two", 30, seed=3, other_count=6, workers=2))
+    assert one == two
+
+
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_sample_archive(tmp_path, 0)

@@ -278,6 +278,55 @@ def _balanced(rng: np.random.Generator, values: Sequence[str], count: int) -> li
     return [str(v) for v in rng.permutation(np.resize(np.array(values, dtype=object), count))]
 
 
+PARALLEL_MIN_ROWS = 256  # below this, starting worker processes costs more than it saves
+_CHUNK = 48  # rows per task handed to a worker process
+
+
+def _write_chunk(
+    images: Path,
+    seed: int,
+    tasks: list[tuple],
+    decoys: Sequence[str],
+    other_kinds: Sequence[str],
+    confusions: Mapping[str, str] | None = None,
+):
+    return [
+        _body_part_row(images, seed, i, label, fmt, wrong, decoys, confusions)
+        if kind == "body"
+        else _other_row(images, seed, i, other_kinds)
+        for kind, i, label, fmt, wrong in tasks
+    ]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _write_rows(
+    images: Path,
+    seed: int,
+    tasks: list[tuple],
+    decoys: Sequence[str],
+    other_kinds: Sequence[str],
+    workers: int | None,
+    confusions: Mapping[str, str] | None = None,
+) -> list[tuple]:
+    """Write every image of ``tasks``, in worker processes when there are enough; rows come back in task order."""
+    workers = usable_cores() if workers is None else workers
+    if workers <= 1 or len(tasks) < PARALLEL_MIN_ROWS:
+        return _write_chunk(images, seed, tasks, decoys, other_kinds, confusions)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [tasks[k : k + _CHUNK] for k in range(0, len(tasks), _CHUNK)]
+    # spawn, not fork: the caller may hold TensorFlow's or Ray's threads, which a forked child must not inherit
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        args = [(images, seed, c, decoys, other_kinds, confusions) for c in chunks]
+        done = pool.map(_write_chunk, *zip(*args, strict=True))
+        return [row for chunk in done for row in chunk]
+
+
 def _append(rows: dict[str, list], row: tuple) -> None:
     uri, image_id, label, fmt, header, header_wrong = row
     rows[schema.URI].append(uri)
@@ -345,6 +394,7 @@ def write_sample_archive(
     other_count: int | None = None,
     other_fraction: float | None = None,
     other_kinds: Sequence[str] = OTHER_KINDS,
+    workers: int | None = None,
     header_noise: float = WRONG_HEADER_FRACTION,
     confusions: Mapping[str, str] | None = None,
     formats: Sequence[str] = FORMATS,
@@ -361,6 +411,10 @@ def write_sample_archive(
     come from their own per-index streams, so the body-part rows are the same with or without them, and
     ``other`` row ``j`` is the same whatever count is asked.  Half of their ``dicom_cr`` files name a body
     part in BodyPartExamined (``header_wrong`` true), as a protocol-driven header would.
+
+    ``workers`` processes draw and write the images (default: every core this process may use; archives under
+    :data:`PARALLEL_MIN_ROWS` rows are written in this process).  Each image comes from its own seeded stream,
+    so the files and the manifest are the same bytes whatever the number of workers.
 
     Weak-label figures (docs/weak-labels.md) change the header noise: ``header_noise`` is the share of DICOM rows
     with a wrong header (default 15 %); ``confusions`` makes it class-dependent, a wrong header of a class in it
@@ -398,11 +452,11 @@ def write_sample_archive(
     # A wrong header names some other class, even when the archive only contains one class.
     decoys = classes if len(classes) > 1 else CLASSES
 
+    tasks = [("body", i, labels[i], formats[i], i in wrong) for i in range(count)]
+    tasks += [("other", j, None, None, False) for j in range(n_other)]
     rows: dict[str, list] = {name: [] for name in SAMPLE_MANIFEST_SCHEMA.names}
-    for i in range(count):
-        _append(rows, _body_part_row(images, seed, i, labels[i], formats[i], i in wrong, decoys, confusions))
-    for j in range(n_other):
-        _append(rows, _other_row(images, seed, j, other_kinds))
+    for row in _write_rows(images, seed, tasks, decoys, other_kinds, workers, confusions):
+        _append(rows, row)
 
     table = pa.Table.from_pydict(rows, schema=SAMPLE_MANIFEST_SCHEMA)
     manifest = out / "manifest.parquet"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from core.training.config import ReportFn, TrainConfig, phase_of
+from core.training.config import ReportFn, TrainConfig, phase_of, resolve_precision
 from core.training.distributed import bn_refresh_sample, refresh_batchnorm
 from core.training.faults import WorkerExit
 from core.training.publish import (
@@ -59,11 +59,11 @@ def run_training(
     ``stop_after_epoch`` ended the run before ``epochs``).  ``fault``: a worker exit injected on purpose (tests).
     """
     import keras
+    import tensorflow as tf
 
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        if cfg.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(resolve_precision(cfg, bool(tf.config.list_logical_devices("GPU"))))
         return _run(cfg, strategy, rank, world, report, resume_dir, log, fault)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -106,6 +106,7 @@ def _run(
         return summary
 
     trainer.use_best_weights()
+    trainer.to_float32()  # validation, calibration and the bundle see the arithmetic labeling will use
     summary["replica_weight_digests"] = check_replicas_agree(trainer)
     if cfg.holdout_manifest:  # a fold of --noisy-labels: out-of-fold probabilities, no bundle
         if rank == 0:

@@ -244,6 +244,7 @@ def describe_training(
             "lr": setup.lr,
             "workers": trainer.world,
             "steps_per_epoch": setup.steps,
+            "dtype_policy": trainer.trained_policy,  # what `precision` resolved to on the workers
         },
         "history": state["history"],
         "best_epoch": state["best_epoch"],

@@ -27,6 +27,7 @@ from core.training.config import (
     CHECKPOINT_STATE,
     CHECKPOINT_WEIGHTS,
     TrainConfig,
+    lr_schedule,
     phase_epochs,
 )
 from core.training.distributed import allreduce_sum
@@ -45,10 +46,14 @@ class Trainer:
         import tensorflow as tf
 
         from core.model import backbones
+        from core.model.fused_batchnorm import fuse_batchnorm
+
         self.cfg, self.strategy, self.rank, self.world, self.setup = cfg, strategy, rank, world, setup
         self.fault = fault
         with strategy.scope():
             self.model, self.base = backbones.build_classifier(cfg.backbone, setup.classes, cfg.weights, setup.size)
+        fuse_batchnorm(self.model)  # training-mode BatchNorm on TensorFlow's fused kernel; the bundle stays plain
+        self.trained_policy = self.model.dtype_policy.name
         self.best_weights: list[np.ndarray] | None = None
         self.saved_optimizer: list[np.ndarray] | None = None  # restored into the optimizer of its phase
         self.phase: str | None = None
@@ -102,12 +107,7 @@ class Trainer:
         else:
             backbones.set_trainable_blocks(cfg.backbone, base, None)
             phase_lr = setup.lr
-        # Cosine decay over the phase's planned steps: the constant rate left the last epochs noisy (validation
-        # macro-F1 jumping by +-3 points between epochs), and the model a bundle ships is the end of that.
-        # The schedule follows the optimizer's step counter, which checkpoints restore, so resumes stay exact.
-        schedule = keras.optimizers.schedules.CosineDecay(
-            phase_lr, decay_steps=max(1, phase_epochs(cfg, phase) * setup.steps), alpha=0.02
-        )
+        schedule = lr_schedule(cfg, phase_lr, phase_epochs(cfg, phase) * setup.steps)
         with strategy.scope():
             opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
             if cfg.mixed_precision:
@@ -184,17 +184,24 @@ class Trainer:
 
     def predict(self, x_all: np.ndarray) -> np.ndarray:
         """Softmax outputs for in-memory images, in fixed-shape batches (the last padded) so nothing retraces."""
+        (probs,) = self._batched(lambda xb: (self._predict_batch(xb),), x_all, [self.setup.n_classes])
+        return probs
+
+    def _batched(self, fn, x_all: np.ndarray, widths: list[int]) -> list[np.ndarray]:
+        """``fn`` over ``x_all`` in batches of the training batch size, the last padded to that size so the traced
+        function sees one shape; returns one float64 array per output of ``fn`` (of the given widths)."""
         import tensorflow as tf
 
         eb = self.cfg.batch_size
-        out = np.zeros((len(x_all), self.setup.n_classes), np.float64)
+        outs = [np.zeros((len(x_all), w), np.float64) for w in widths]
         for start in range(0, len(x_all), eb):
             xb = x_all[start : start + eb]
             n = len(xb)
             if n < eb:
                 xb = np.concatenate([xb, np.zeros((eb - n, *xb.shape[1:]), xb.dtype)])
-            out[start : start + n] = self._predict_batch(tf.constant(xb)).numpy()[:n]
-        return out
+            for out, value in zip(outs, fn(tf.constant(xb)), strict=True):
+                out[start : start + n] = value.numpy()[:n]
+        return outs
 
     def validate(self, val: ValShard) -> tuple[float, np.ndarray]:
         """Mean validation loss and confusion matrix over all workers' shards (one all-reduce)."""
@@ -226,6 +233,23 @@ class Trainer:
             json.dump(state, f)
         return ckpt_dir
 
+    def to_float32(self) -> None:
+        """Swap a mixed-precision model for a float32 one with the same weights (the variables of a mixed policy
+        are float32 already), so validation, calibration and the bundle compute as labeling will."""
+        import keras
+        import tensorflow as tf
+
+        from core.model import backbones
+
+        if self.model.dtype_policy.name == "float32":
+            return
+        keras.mixed_precision.set_global_policy("float32")
+        with self.strategy.scope():
+            model, base = backbones.build_classifier(self.cfg.backbone, self.setup.classes, None, self.setup.size)
+        model.set_weights(self.model.get_weights())
+        self.model, self.base = model, base
+        self._predict_batch = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+
     def use_best_weights(self) -> None:
         if self.best_weights is not None:
             assign_all(self.model.weights, self.best_weights, "best weights")
@@ -239,16 +263,5 @@ class Trainer:
 
         scored = keras.Model(self.model.inputs, [self.model.get_layer(FEATURE_LAYER).output, self.model.outputs[0]])
         fn = tf.function(lambda x: scored(x, training=False), reduce_retracing=True)
-        eb = self.cfg.batch_size
-        dim = int(scored.outputs[0].shape[-1])
-        feats = np.zeros((len(x_all), dim), np.float64)
-        probs = np.zeros((len(x_all), self.setup.n_classes), np.float64)
-        for start in range(0, len(x_all), eb):
-            xb = x_all[start : start + eb]
-            n = len(xb)
-            if n < eb:
-                xb = np.concatenate([xb, np.zeros((eb - n, *xb.shape[1:]), xb.dtype)])
-            f, p = fn(tf.constant(xb))
-            feats[start : start + n] = f.numpy()[:n]
-            probs[start : start + n] = p.numpy()[:n]
+        feats, probs = self._batched(fn, x_all, [int(scored.outputs[0].shape[-1]), self.setup.n_classes])
         return feats, probs
