@@ -184,7 +184,7 @@ def test_noisy_training_on_ray_prunes_wrong_headers_and_records_the_noise(noisy_
     # Fold models good enough to beat chance cost ~10 epochs at this size; the final model's quality is not checked.
     rc = main(["train", "--noisy-labels", "--folds", "2", "--fold-epochs", "10", "--manifest", str(header),
                "--out", str(out), "--backbone", "compact_resnet", "--weights", "none", "--image-size", "48",
-               "--epochs", "3", "--batch-size", "8", "--lr", "1.6e-2", "--patience", "10",
+               "--epochs", "1", "--batch-size", "8", "--lr", "1.6e-2", "--patience", "10",
                "--storage", str(root / "ray")])  # fmt: skip
     printed = capsys.readouterr()
     assert rc == 0, printed.err[-2000:]
