@@ -109,9 +109,9 @@ def _one_setting(args, name: str, noise: float, confusions, holdout: str, truth_
     _, info = train_noisy(cfg, quiet, os.path.join(out, "work"), log=lambda m: None)
     result["header_cl_accuracy"] = _accuracy(cfg.out, holdout)
     result["cl_minus_truth"] = result["header_cl_accuracy"] - truth_acc
-    pruned = set(pq.read_table(os.path.join(out, "work", LABEL_ISSUES)).column(schema.IMAGE_ID).to_pylist())
-    result["cl_pruned"] = len(pruned)
-    result["cl_precision"], result["cl_recall"] = _precision_recall(pruned, wrong)
+    flagged = set(pq.read_table(os.path.join(out, "work", LABEL_ISSUES)).column(schema.IMAGE_ID).to_pylist())
+    result["cl_flagged"], result["cl_pruned"] = len(flagged), info["pruned"]
+    result["cl_precision"], result["cl_recall"] = _precision_recall(flagged, wrong)
     result["cl_estimated_noise_rate"] = info["estimated_noise_rate"]
     audit = _audit(cfg.out, header_manifest, os.path.join(out, "audit"))
     result["audit_flagged"] = len(audit["flagged"])
@@ -146,8 +146,9 @@ def run_weak_labels(args: argparse.Namespace) -> int:
             f"[weak-labels] {name}: true noise {_fmt(r['true_noise_rate'])}; held-out accuracy truth "
             f"{_fmt(truth_acc)}, header plain {_fmt(r.get('header_plain_accuracy'))}, header+CL "
             f"{_fmt(r['header_cl_accuracy'])} (CL - truth {r['cl_minus_truth']:+.3f}); audit P/R "
-            f"{_fmt(r['audit_precision'])}/{_fmt(r['audit_recall'])} ({r['audit_flagged']} flagged); CL pruned "
-            f"P/R {_fmt(r['cl_precision'])}/{_fmt(r['cl_recall'])} ({r['cl_pruned']}); estimated noise CL "
+            f"{_fmt(r['audit_precision'])}/{_fmt(r['audit_recall'])} ({r['audit_flagged']} flagged); CL flagged "
+            f"P/R {_fmt(r['cl_precision'])}/{_fmt(r['cl_recall'])} ({r['cl_flagged']}, {r['cl_pruned']} pruned); "
+            "estimated noise CL "
             f"{_fmt(r['cl_estimated_noise_rate'])}, audit {_fmt(r['audit_estimated_noise_rate'])}"
         )
     with open(os.path.join(args.out, "weak_labels_bench.json"), "w") as f:

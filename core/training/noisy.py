@@ -13,7 +13,9 @@
    ``cleanlab.filter.find_label_issues`` (``prune_by_noise_rate``) flags the rows whose header is most likely
    wrong, ``cleanlab.count.estimate_joint`` estimates the joint distribution of header class and true class
    (the noise matrix; rows: header class, columns: model class).
-4. The flagged rows are pruned and the final model trains on the rest with the full recipe; its
+4. The flagged rows are pruned and the final model trains on the rest with the full recipe (unless the estimated
+   noise exceeds :data:`WEAK_FOLDS_NOISE`: the fold models are then too weak to tell a wrong header from their own
+   mistake, and nothing is pruned); its
    ``training.json`` says the labels were header-derived and holds the figures (``weak_labels``).
 
 Why pruning: it removes wrong labels from the gradient instead of trusting the loss to average them out, and the
@@ -48,7 +50,7 @@ PRUNED_MANIFEST = "pruned_manifest.parquet"
 LABEL_ISSUES = "label_issues.parquet"
 FILTER_BY = "prune_by_noise_rate"
 KEEP_PER_CLASS = 5  # cleanlab never prunes a class below this many rows
-# An estimated header noise above this says more about the fold models than about the headers (warned about).
+# An estimated header noise above this says more about the fold models than about the headers: nothing is pruned.
 WEAK_FOLDS_NOISE = 0.5
 
 TrainFn = Callable[[TrainConfig, str], Any]
@@ -193,11 +195,15 @@ def find_issues(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> di
     }
 
 
-def write_pruned(plan: WeakPlan, found: dict[str, Any], probs: np.ndarray, work_dir: str) -> tuple[str, str]:
-    """The training manifest without the flagged rows, and the flagged rows themselves (most certain first)."""
+def write_pruned(
+    plan: WeakPlan, found: dict[str, Any], probs: np.ndarray, work_dir: str, prune: bool = True
+) -> tuple[str, str]:
+    """The final model's training manifest (without the flagged rows when ``prune``), and the flagged rows
+    themselves (most certain first)."""
     issues = found["issues"]
     keep = np.ones(plan.table.num_rows, bool)
-    keep[issues] = False
+    if prune:
+        keep[issues] = False
     pruned = write_manifest(plan.table.filter(pa.array(keep)), storage.join(work_dir, PRUNED_MANIFEST))
     labels = plan.labels
     flagged = plan.table.take(pa.array(issues, pa.int64()))
@@ -214,7 +220,9 @@ def write_pruned(plan: WeakPlan, found: dict[str, Any], probs: np.ndarray, work_
     return pruned, _write(table, storage.join(work_dir, LABEL_ISSUES))
 
 
-def describe_weak_labels(cfg: TrainConfig, plan: WeakPlan, found: dict[str, Any], issues_uri: str) -> dict[str, Any]:
+def describe_weak_labels(
+    cfg: TrainConfig, plan: WeakPlan, found: dict[str, Any], issues_uri: str, prune: bool = True
+) -> dict[str, Any]:
     """``training.json`` ``weak_labels``: where the labels came from and what confident learning made of them."""
     flagged = Counter(plan.table.column(schema.LABEL).take(pa.array(found["issues"], pa.int64())).to_pylist())
     return {
@@ -233,11 +241,11 @@ def describe_weak_labels(cfg: TrainConfig, plan: WeakPlan, found: dict[str, Any]
             "fold_epochs": cfg.fold_epochs or cfg.epochs,
         },
         "out_of_fold_predictions": found["predicted_rows"],
-        "out_of_fold_agreement": found[
-            "out_of_fold_agreement"
-        ],  # share of rows whose header the fold model agrees with
-        "pruned": int(len(found["issues"])),
-        "pruned_per_class": {c: int(flagged.get(c, 0)) for c in plan.classes},
+        "out_of_fold_agreement": found["out_of_fold_agreement"],  # headers the fold models agree with
+        "flagged": int(len(found["issues"])),
+        "flagged_per_class": {c: int(flagged.get(c, 0)) for c in plan.classes},
+        "pruned": int(len(found["issues"])) if prune else 0,
+        "pruning_skipped": None if prune else f"estimated header noise above {WEAK_FOLDS_NOISE}: weak fold models",
         "label_issues": issues_uri,
         "estimated_noise_rate": found["estimated_noise_rate"],
         "estimated_wrong_share_per_class": found["estimated_wrong_share"],
@@ -265,17 +273,22 @@ def train_noisy(
         train_fn(fold_cfg, f"fold-{k}")
     probs = read_out_of_fold(plan, fold_cfgs)
     found = find_issues(plan.labels, probs, plan.classes)
-    pruned, issues_uri = write_pruned(plan, found, probs, work_dir)
-    info = describe_weak_labels(cfg, plan, found, issues_uri)
-    log(
-        f"[train] confident learning: {info['pruned']} of {plan.table.num_rows} rows flagged and pruned "
-        f"(estimated header noise {info['estimated_noise_rate']:.3f}); training the final model on the rest"
-    )
-    if info["estimated_noise_rate"] > WEAK_FOLDS_NOISE:
+    # Above WEAK_FOLDS_NOISE the fold models disagree with most headers: their flags are mostly their own errors
+    # and pruning them made the final model worse than no pruning at all (BENCHMARKS.md, weak labels).
+    prune = found["estimated_noise_rate"] <= WEAK_FOLDS_NOISE
+    pruned, issues_uri = write_pruned(plan, found, probs, work_dir, prune)
+    info = describe_weak_labels(cfg, plan, found, issues_uri, prune)
+    if prune:
         log(
-            f"[train] warning: the fold models agree with only {info['out_of_fold_agreement']:.1%} of the headers, "
-            "so most disagreements are their own errors and pruning removes good rows too: give them more images "
-            "or epochs (--fold-epochs), docs/weak-labels.md"
+            f"[train] confident learning: {info['pruned']} of {plan.table.num_rows} rows flagged and pruned "
+            f"(estimated header noise {info['estimated_noise_rate']:.3f}); training the final model on the rest"
+        )
+    else:
+        log(
+            f"[train] warning: the fold models agree with only {info['out_of_fold_agreement']:.1%} of the headers "
+            f"(estimated header noise {info['estimated_noise_rate']:.3f}): their {info['flagged']} flags are mostly "
+            "their own errors, so nothing is pruned and the final model trains on every header-labelled row; give "
+            "the folds more images or epochs (--fold-epochs), docs/weak-labels.md"
         )
     final = replace(cfg, manifest=pruned, classes=plan.classes, weak_labels=info, holdout_manifest=None)
     return train_fn(final, "final"), info
