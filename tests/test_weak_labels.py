@@ -210,6 +210,41 @@ def test_noisy_training_on_ray_prunes_wrong_headers_and_records_the_noise(noisy_
     assert 0.0 < weak["estimated_noise_rate"] < 0.6
 
 
+def test_weak_fold_models_prune_nothing(noisy_archive, tmp_path):
+    """Fold models that disagree with most headers (out-of-fold probabilities drawn so here) say more about
+    themselves than the headers: the estimate exceeds WEAK_FOLDS_NOISE, nothing is pruned and the final model
+    gets every labelled row."""
+    from core.io import storage
+    from core.training import TrainConfig
+    from core.training.noisy import HOLDOUT_FILE, LABEL_ISSUES, WEAK_FOLDS_NOISE, train_noisy
+
+    _, _, header = noisy_archive
+    rng = np.random.default_rng(0)
+    final = {}
+
+    def chance_level(cfg, name):
+        if name == "final":
+            final["rows"] = read_manifest(cfg.manifest).num_rows
+            return None
+        held = read_manifest(cfg.holdout_manifest)
+        ids = held.column("image_id").to_pylist()
+        probs = []
+        for label in held.column("label").to_pylist():  # classes ["chest", "hand"]; 65 % disagree
+            p = float(rng.uniform(0.6, 0.9))
+            agree = rng.random() >= 0.65
+            probs.append([p, 1 - p] if (label == "chest") == agree else [1 - p, p])
+        table = pa.table({"image_id": ids, "probabilities": probs, "error": [None] * len(ids)},
+                         schema=schema.HOLDOUT_PREDICTIONS_SCHEMA)  # fmt: skip
+        storage.resolve(cfg.out)[0].create_dir(storage.resolve(cfg.out)[1])
+        pq.write_table(table, storage.join(cfg.out, HOLDOUT_FILE))
+
+    cfg = TrainConfig(manifest=str(header), out=str(tmp_path / "m"), noisy_labels=True, folds=2)
+    _, info = train_noisy(cfg, chance_level, str(tmp_path / "work"), log=lambda m: None)
+    assert info["estimated_noise_rate"] > WEAK_FOLDS_NOISE and info["flagged"] > 0
+    assert info["pruned"] == 0 and info["pruning_skipped"] and final["rows"] == 200
+    assert pq.read_table(tmp_path / "work" / LABEL_ISSUES).num_rows == info["flagged"]
+
+
 def test_noisy_training_refuses_untrainable_manifests(noisy_archive, tmp_path, capsys):
     from jobs.cli import main
 
