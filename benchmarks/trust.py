@@ -14,7 +14,7 @@ No Ray: accuracy does not depend on it, and the demo's Ray Train run with one wo
 :func:`core.training.run_training`; labels come from the labeling job's own row logic
 (:func:`core.labeling.batches.decode_batch`, :class:`core.labeling.batches.BatchClassifier`) and the figures from
 :func:`core.trust.evaluation.evaluate`, as in the demo.  Accuracy figures do not depend on machine load either, so this
-bench needs no quiet machine; at the demo's size a training takes ~20 CPU-minutes (~12 min on 2 cores).
+bench needs no quiet machine; a training takes what the demo's does (BENCHMARKS.md, "Demo time").
 """
 
 from __future__ import annotations
