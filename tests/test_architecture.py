@@ -91,6 +91,18 @@ def test_nothing_installed_imports_the_benchmarks():
     assert not offenders, offenders
 
 
+def test_tests_take_shared_helpers_from_tests_not_from_benchmarks():
+    """Shared helpers (Orthanc, the crash schedule, the faulty S3 proxy) live in tests/ and benchmarks import them;
+    only a test of a benchmark itself (tests/test_bench_*.py) imports a benchmark module."""
+    offenders = [
+        f"{p.relative_to(ROOT)}:{line}"
+        for p in _modules("tests")
+        for name, line in _imports(p)
+        if name.split(".")[0] == "benchmarks" and not p.name.startswith("test_bench_")
+    ]
+    assert not offenders, offenders
+
+
 def test_never_tf_keras():
     offenders = [
         f"{p.relative_to(ROOT)}:{line}"

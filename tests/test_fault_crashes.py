@@ -1,7 +1,7 @@
 """The labeling driver SIGKILLed at chosen points of its commit path, each trial rerun at once (docs/faults.md).
 
 Real ``jobs.label`` processes on the session's real Ray, killed by the kernel at a named point
-(``core/killpoints.py``); the schedule and the checks live in ``benchmarks/faults.py`` so the benchmark and the
+(``core/killpoints.py``); the schedule and the checks live in ``tests/crash_schedule.py`` so the benchmark and the
 tests run the same thing.  The default suite runs a short fixed schedule that covers each phase once; the seeded
 long schedule (24 trials) runs under ``pytest -m slow`` and as ``python -m jobs.bench faults``.
 """
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.faults import crash_schedule, run_schedule
+from tests.crash_schedule import crash_schedule, run_schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
