@@ -104,6 +104,13 @@ class ModelActor:
 
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         node = ray.get_runtime_context().get_node_id()[:12]
+        # Where the actor runs, said before the model loads: an actor that is placed but still loading when the
+        # last batch is done (a busy machine) has still been given its own GPU.
+        print(
+            f"[label] model actor pid={os.getpid()} node={node} gpu_ids={','.join(gpu_ids) or '-'} "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES') or '-'}",
+            flush=True,
+        )
         bundle = load_bundle(bundle_path)
         engine = resolve_engine(engine, bundle.litert_path is not None, bool(gpu_ids))
         if engine == "keras":
@@ -115,12 +122,8 @@ class ModelActor:
         self.classifier = BatchClassifier(
             bundle, batch_size, min_confidence, max_ood_score, engine=engine, threads=threads, gpu=bool(gpu_ids)
         )
-        print(
-            f"[label] model actor pid={os.getpid()} node={node} gpu_ids={','.join(gpu_ids) or '-'} "
-            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES') or '-'} engine={self.classifier.engine} "
-            f"threads={threads}",
-            flush=True,
-        )
+        ready = f"[label] model actor pid={os.getpid()} ready: engine={self.classifier.engine} threads={threads}"
+        print(ready, flush=True)
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
         table = self.classifier.label_batch(batch)
