@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
-import subprocess
 
 import cv2
 import numpy as np
@@ -20,9 +18,9 @@ from core.io import schema
 from core.io.manifests import read_manifest
 from core.training.data import labelled_rows
 from core.trust import review
+from tests.browser import CHROMIUM, LOADED_IMAGES, probed_dom, screenshot
 
 CANARY = "CANARY-PHI-4471"
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
 @pytest.fixture
@@ -176,25 +174,15 @@ def test_review_page_in_a_real_headless_browser(labelled, tmp_path):
     out = tmp_path / "review"
     review.write_review(labels_dir, str(out))
     page = out / "review.html"
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", "--hide-scrollbars", "--window-size=1280,1400"]  # fmt: skip
     shot = tmp_path / "shot.png"
-    subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    screenshot(page, shot, 1400)
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (1400, 1280)
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     assert gray.std() > 20, "the page rendered blank"
     # The thumbnails really decoded in the browser: a copy of the page with a probe script (the page itself has
     # none) writes the number of loaded, non-empty images into the DOM that --dump-dom prints.
-    probe = tmp_path / "probe.html"
-    script = (
-        "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-loaded',"
-        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length)})</script></body>"
-    )
-    probe.write_text(page.read_text().replace("</body>", script))
-    dom = subprocess.run(
-        [*base, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    dom = probed_dom(page, tmp_path, {"loaded": LOADED_IMAGES}, 1400)
     loaded = re.search(r'data-loaded="(\d+)"', dom)
     assert loaded and int(loaded.group(1)) == 22, dom[:500]
     # ...and they are on screen: the screenshot holds the thumbnails' grey-level detail, not just text on white.

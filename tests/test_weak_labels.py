@@ -7,7 +7,6 @@ import csv
 import json
 import re
 import shutil
-import subprocess
 
 import cv2
 import numpy as np
@@ -20,9 +19,9 @@ from core import errors
 from core.io import schema
 from core.io.manifests import read_manifest
 from core.synthetic.sample_archive import DICOM_FORMATS, write_sample_archive
+from tests.browser import CHROMIUM, LOADED_IMAGES, probed_dom, screenshot
 
 CANARY = "CANARYPHI4471"
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
 def _testfile(name: str) -> str:
@@ -362,22 +361,12 @@ def test_audit_page_in_a_real_headless_browser(audited):
     write_audit(labels_dir, header, str(out))
     page = out / "audit.html"
     assert "<script" not in page.read_text().lower()
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", "--hide-scrollbars", "--window-size=1280,1000"]  # fmt: skip
     shot = tmp / "shot.png"
-    subprocess.run([*base, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    screenshot(page, shot, 1000)
     gray = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2GRAY)
     assert gray.std() > 20, "the page rendered blank"
-    probe = tmp / "probe.html"
-    script = (
-        "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-loaded',"
-        "[...document.images].filter(i=>i.complete&&i.naturalWidth>0).length);document.body.setAttribute("
-        "'data-rows',document.querySelectorAll('table.shares tr').length)})</script></body>"
-    )
-    probe.write_text(page.read_text().replace("</body>", script))
-    dom = subprocess.run(
-        [*base, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
-    ).stdout
+    rows = "document.querySelectorAll('table.shares tr').length"
+    dom = probed_dom(page, tmp, {"loaded": LOADED_IMAGES, "rows": rows}, 1000)
     loaded = re.search(r'data-loaded="(\d+)"', dom)
     assert loaded and int(loaded.group(1)) == len(wrong), dom[:500]
     assert int(re.search(r'data-rows="(\d+)"', dom).group(1)) >= 3  # the two share tables have rows
