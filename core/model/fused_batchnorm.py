@@ -2,15 +2,13 @@
 
 Why: Keras 3's ``BatchNormalization`` computes its batch moments with ``tf.nn.moments`` and normalises with
 separate element-wise ops; TensorFlow's ``FusedBatchNormV3`` does both (and its gradient) in one oneDNN kernel.
-On the 2-core development machine a from-scratch ``compact_resnet`` step at 96 px went from ~96-136 to ~160
-images/s with it (``benchmarks/train.py``; BENCHMARKS.md, "Demo time"), where BatchNorm's element-wise passes
-cost as much as the convolutions.
+On the 2-core development machine a from-scratch ``compact_resnet`` step at 96 px ran 1.37× faster with it
+(``python -m jobs.bench train-step``; BENCHMARKS.md, "Demo time").
 
 What changes: only the call of trainable BatchNorm layers in training mode, on this process's model object.  The
 layer class, its weights and its config stay Keras' own, so a saved bundle is plain Keras and loads anywhere; in
-inference mode (validation, labeling) nothing differs.  The
-moving statistics are updated as Keras does, with the biased batch variance (the fused op returns the unbiased
-one, corrected here).
+inference mode (validation, labeling) nothing differs.  The moving statistics are updated as Keras does, with the
+biased batch variance (the fused op returns the unbiased one, corrected here).
 """
 
 from __future__ import annotations
@@ -22,9 +20,8 @@ from typing import Any
 def _fused_call(self: Any, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
     import tensorflow as tf
 
-    if not (training and self.trainable) or mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3):
-        return type(self).call(self, inputs, training=training, mask=mask)
-    if not (self.scale and self.center) or self.renorm:
+    fusable = len(inputs.shape) == 4 and self.axis in (-1, 3) and self.scale and self.center and not self.renorm
+    if not (training and self.trainable and fusable) or mask is not None:
         return type(self).call(self, inputs, training=training, mask=mask)
     y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
         x=inputs,
