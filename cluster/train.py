@@ -1,4 +1,4 @@
-"""Ray Train glue: one TensorflowTrainer running :func:`core.training.run_training` on every worker.
+"""Ray Train glue: one Ray Train V2 trainer running :func:`core.training.run_training` on every worker.
 
 Fault tolerance and resumption are Ray Train V2's: every epoch rank 0 reports a checkpoint to
 ``RunConfig(storage_path, name)``; after a worker dies the controller restarts the group (up to
@@ -20,7 +20,6 @@ from typing import Any
 import ray
 import ray.train
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.tensorflow import TensorflowTrainer
 
 from cluster.runtime import ensure_ray, limit_tf_threads, local_state_api
 from core.io import storage
@@ -75,27 +74,40 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             shutil.rmtree(resume_dir, ignore_errors=True)
 
 
-class _Trainer(TensorflowTrainer):
-    """Ray Train's TensorflowTrainer, less the PlacementGroupCleaner on an embedded Ray without a state API.
+def _trainer_class(workers: int) -> type:
+    """Ray Train's TensorflowTrainer for several workers; its base DataParallelTrainer for one.
 
-    Train V2 starts a detached PlacementGroupCleaner actor that asks the state API (served by the dashboard)
-    every second whether the controller is alive, to free the workers' placement group should the controller
-    die while the cluster lives on.  :func:`cluster.runtime.start_local_ray` starts no dashboard by default
-    (it cost 1.1-1.3 % of a 2-core node), so there the cleaner could only fail and warn once a second;
-    and an embedded Ray ends with this process anyway.  Everywhere else (a cluster, a caller's own
-    ``ray.init``) Ray's callbacks stay as they are.  The hook is Ray's private ``_create_default_callbacks``:
-    if a Ray version renames it, nothing breaks, the cleaner simply stays.
+    TensorflowTrainer's only addition is the backend that writes ``TF_CONFIG`` for MultiWorkerMirroredStrategy,
+    which one worker does not use (it trains on the default strategy).  Its module imports TensorFlow, and so
+    does the Train controller that unpickles its backend config: 15-20 s of a one-worker run's start on 2 cores
+    (BENCHMARKS.md, "Demo time"), spent in a process that never runs a TensorFlow op.
+
+    Both drop the PlacementGroupCleaner on an embedded Ray without a state API: Train V2 starts a detached
+    PlacementGroupCleaner actor that asks the state API (served by the dashboard) every second whether the
+    controller is alive, to free the workers' placement group should the controller die while the cluster lives
+    on.  :func:`cluster.runtime.start_local_ray` starts no dashboard by default (it cost 1.1-1.3 % of a 2-core
+    node), so there the cleaner could only fail and warn once a second; and an embedded Ray ends with this process
+    anyway.  Everywhere else (a cluster, a caller's own ``ray.init``) Ray's callbacks stay as they are.  The hook
+    is Ray's private ``_create_default_callbacks``: if a Ray version renames it, nothing breaks, the cleaner simply
+    stays.
     """
+    if workers > 1:
+        from ray.train.tensorflow import TensorflowTrainer as base
+    else:
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as base
 
-    def _create_default_callbacks(self):
-        callbacks = super()._create_default_callbacks()
-        if local_state_api() is not False:
-            return callbacks
-        try:
-            from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
-        except ImportError:
-            return callbacks
-        return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
+    class _Trainer(base):
+        def _create_default_callbacks(self):
+            callbacks = super()._create_default_callbacks()
+            if local_state_api() is not False:
+                return callbacks
+            try:
+                from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+            except ImportError:
+                return callbacks
+            return [cb for cb in callbacks if not isinstance(cb, PlacementGroupCleanerCallback)]
+
+    return _Trainer
 
 
 def new_run_name() -> str:
@@ -131,7 +143,7 @@ def train(
     config = cfg.to_dict()
     config["_cpus_per_worker"] = cpus_per_worker
     config["_fault"] = fault  # a worker exit injected on purpose (tests); never part of the TrainConfig
-    trainer = _Trainer(
+    trainer = _trainer_class(workers)(
         _train_loop_per_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(

@@ -101,6 +101,7 @@ def _run(
         trainer.restore(resume_dir, start_epoch, log)
 
     outcome = train_epochs(trainer, state, train_ds, val, start_epoch, report, log)
+    epochs_done_at = time.perf_counter()
     summary = _summary(state, outcome, setup)
     if outcome == "paused":
         return summary
@@ -112,10 +113,10 @@ def _run(
         if rank == 0:
             summary["holdout"] = write_holdout_predictions(trainer, log)
         return summary
-    val_probs, val_codes = gather_validation(trainer, val, len(setup.val_rows))
-    trust = calibrate(trainer, val, val_probs, val_codes, log)
+    val_probs, val_codes, mine = gather_validation(trainer, val, len(setup.val_rows))
+    trust = calibrate(trainer, val, val_probs, val_codes, mine, log)
     if rank == 0:
-        publish(trainer, state, outcome, val_probs, val_codes, trust, summary, log)
+        publish(trainer, state, outcome, val_probs, val_codes, trust, summary, log, epochs_done_at)
     return summary
 
 

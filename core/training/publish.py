@@ -8,6 +8,7 @@ import hashlib
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from core.trust.report import report_row
 
 def fingerprint(uri: str) -> str:
     from core.io import storage
+
     return hashlib.sha256(storage.read_bytes(uri)).hexdigest()
 
 
@@ -80,40 +82,53 @@ def check_replicas_agree(trainer: Trainer) -> list[int]:
     return digests
 
 
-def gather_validation(trainer: Trainer, val: ValShard, n_val: int) -> tuple[np.ndarray, list[str | None]]:
+def gather_validation(
+    trainer: Trainer, val: ValShard, n_val: int
+) -> tuple[np.ndarray, list[str | None], tuple[np.ndarray, np.ndarray]]:
     """Held-out predictions of the published (best) weights for the whole split, on every worker.
 
     Each worker fills the rows of its shard and one sum gathers them; error codes travel as 1-based indices.
-    Returns ``(probabilities, codes)`` in split order; a row that failed to decode has zero probabilities.
+    Returns ``(probabilities, codes)`` in split order (a row that failed to decode has zero probabilities), and
+    this worker's ``(features, probabilities)`` of its decoded rows from the same pass, which the OOD score of
+    :func:`calibrate` needs: one pass over the split instead of two.
     """
     n_classes, rank, world = trainer.setup.n_classes, trainer.rank, trainer.world
     gathered = np.zeros((n_val, n_classes + 1), np.float64)
     my_index = np.arange(rank, n_val, world)
+    mine = (np.zeros((0, 0)), np.zeros((0, n_classes)))
     if len(val.kept):
-        gathered[my_index[val.kept], :n_classes] = trainer.predict(val.x)
+        mine = trainer.features_and_probs(val.x)
+        gathered[my_index[val.kept], :n_classes] = mine[1]
     for i, code in enumerate(val.codes):
         if code:
             gathered[my_index[i], n_classes] = errors.ALL_CODES.index(code) + 1
     gathered = allreduce_sum(trainer.strategy, gathered.ravel()).reshape(n_val, n_classes + 1)
     code_idx = [int(round(c)) for c in gathered[:, n_classes]]
-    return gathered[:, :n_classes], [errors.ALL_CODES[c - 1] if c else None for c in code_idx]
+    return gathered[:, :n_classes], [errors.ALL_CODES[c - 1] if c else None for c in code_idx], mine
 
 
 # --- calibration: temperature, OOD score, abstention thresholds (core/trust/confidence.py) -------------------
 
 
 def calibrate(
-    trainer: Trainer, val: ValShard, val_probs: np.ndarray, val_codes: list[str | None], log: Callable[[str], None]
+    trainer: Trainer,
+    val: ValShard,
+    val_probs: np.ndarray,
+    val_codes: list[str | None],
+    mine: tuple[np.ndarray, np.ndarray],
+    log: Callable[[str], None],
 ):
     """Fit the bundle's trust data on this run's own validation split; every worker takes part and ends with
     the same result (feature statistics and per-row scores are summed across workers).
 
     The temperature comes first (the OOD score and the confidence threshold use calibrated probabilities);
     the OOD parameters are fitted on the *training* split, so the validation rows the thresholds are chosen
-    on are as new to them as the images labeling will meet.
+    on are as new to them as the images labeling will meet.  ``mine``: this worker's features and probabilities
+    of its decoded validation rows (:func:`gather_validation`).
     """
     from core.io import schema
     from core.trust import confidence as tr
+
     cfg, setup, rank, world = trainer.cfg, trainer.setup, trainer.rank, trainer.world
     classes = setup.classes
     y = np.asarray(setup.val_rows.labels, np.int64)
@@ -127,9 +142,9 @@ def calibrate(
     n_val = len(setup.val_rows)
     scores = np.zeros(n_val, np.float64)
     if len(val.kept):
-        feats, probs = trainer.features_and_probs(val.x)
-        mine = tr.ood_scores(method, feats, tr.apply_temperature(probs, temperature), classes, arrays)
-        scores[np.arange(rank, n_val, world)[val.kept]] = mine
+        feats, probs = mine
+        shard_scores = tr.ood_scores(method, feats, tr.apply_temperature(probs, temperature), classes, arrays)
+        scores[np.arange(rank, n_val, world)[val.kept]] = shard_scores
     scores = allreduce_sum(trainer.strategy, scores)
 
     other = classes.index(schema.OTHER_LABEL) if schema.OTHER_LABEL in classes else -1
@@ -171,6 +186,7 @@ def fit_ood_arrays(trainer: Trainer, method: str) -> dict[str, np.ndarray]:
     training split's features (Mahalanobis: class means and a shared covariance of the body-part classes)."""
     from core.io import schema
     from core.trust import confidence as tr
+
     if method in ("p_other", "msp"):
         return {}
     if method in ("energy", "max_logit"):
@@ -267,9 +283,12 @@ def publish(
     trust,
     summary: dict[str, Any],
     log: Callable[[str], None],
+    epochs_done_at: float | None = None,
 ) -> None:
     """Rank 0: write the bundle (model, classes, preprocessing, training.json, trust data, curves), then its
-    validation report (with calibrated confidences, as labeling will give them)."""
+    validation report (with calibrated confidences, as labeling will give them).  ``epochs_done_at``
+    (``time.perf_counter()`` after the last epoch): the log line says how long validation, calibration and
+    writing took."""
     import keras
 
     from core.model.bundle import save_bundle
@@ -303,9 +322,10 @@ def publish(
     write_validation_report(cfg.out, val_metrics, report_rows, f"scanlabel validation split — {summary['model_id']}")
     summary["bundle"] = cfg.out
     summary["validation"] = training_info["validation"]
+    took = "" if epochs_done_at is None else f"; {time.perf_counter() - epochs_done_at:.0f} s after the last epoch"
     log(
         f"[train] bundle written to {cfg.out} (model_id={summary['model_id']}; validation accuracy "
-        f"{val_metrics['accuracy']:.3f}, macro-F1 {val_metrics['macro_f1']:.3f})"
+        f"{val_metrics['accuracy']:.3f}, macro-F1 {val_metrics['macro_f1']:.3f}{took})"
     )
 
 
