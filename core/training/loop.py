@@ -20,6 +20,7 @@ same position.  A resumed run therefore takes the same steps an uninterrupted on
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -132,9 +133,30 @@ def train_epochs(
     report: ReportFn | None,
     log: Callable[[str], None],
 ) -> str:
-    """Epochs from ``start_epoch`` on; returns ``"done"``, ``"stopped_early"`` or ``"paused"``."""
+    """Epochs from ``start_epoch`` on; returns ``"done"``, ``"stopped_early"`` or ``"paused"``.
+
+    The training stream's iterator is let go on a background thread: tearing down a tf.data iterator whose
+    augmentation runs in ``numpy_function`` calls blocked the worker for 20-50 s after the last epoch of the
+    demo's training (9,660 images; BENCHMARKS.md, "Demo time"), time the validation pass and the bundle need not
+    wait for.
+    """
+    iterators = [iter(train_ds)]
+    try:
+        return _epochs(trainer, state, iterators[0], val, start_epoch, report, log)
+    finally:
+        threading.Thread(target=iterators.clear, name="scanlabel-release-train-stream", daemon=True).start()
+
+
+def _epochs(
+    trainer: Trainer,
+    state: dict[str, Any],
+    iterator,
+    val: ValShard,
+    start_epoch: int,
+    report: ReportFn | None,
+    log: Callable[[str], None],
+) -> str:
     cfg = trainer.cfg
-    iterator = iter(train_ds)
     last_report_costs: dict[str, float] = {}  # the previous epoch's checkpoint and report seconds (for the bench)
     for epoch in range(start_epoch, cfg.epochs):
         phase = phase_of(cfg, epoch)
