@@ -39,7 +39,8 @@ class Recipe(NamedTuple):
 # met them too, 80 px did not); the quick one falls short of them: a model trained from scratch needs images.
 FULL_RECIPE = Recipe(phantoms=8400, other=1260, epochs=9)
 QUICK_RECIPE = Recipe(phantoms=1400, other=210, epochs=16)
-TRAINING_FIXED_PASSES = 3
+TRAINING_FIXED_PASSES = 1
+PROBE_STEPS = 10  # timed steps of the up-front estimate; 4 read 9-19 % off the epochs' rate, either way
 LABEL_SETUP_S = 15.0  # starting the labeling job's Ray Data pipeline and its model actor, measured on 2 cores
 
 
@@ -180,12 +181,13 @@ def estimate(args: argparse.Namespace) -> Plan:
     archives_s = images * per_image / max(1, min(usable_cores(), 4))
     recipe = from_scratch_recipe("", "", args.backbone, args.image_size, args.epochs)
     policy = resolve_precision(recipe, on_gpu=False)  # the demo trains on this machine's CPU cores
-    rate = measure_step_rate(args.backbone, args.image_size, len(BODY_PARTS) + 1, policy=policy).images_per_s
+    probe = measure_step_rate(args.backbone, args.image_size, len(BODY_PARTS) + 1, steps=PROBE_STEPS, policy=policy)
+    rate = probe.images_per_s
     images_in_training = args.train_count + args.train_other
     train_images = images_in_training * args.epochs
-    # Besides its epochs, a training starts Ray, decodes every image once and traces its step, and at the end fits
-    # calibration and the OOD score and writes the bundle: together about 3 more passes over the images at the
-    # step rate on the 2-core machine (BENCHMARKS.md, "Demo time": 149 s beside 493 s of epochs).
+    # Besides its epochs, a training starts its Ray Train worker, decodes every image once and traces its step, and
+    # at the end validates, calibrates and writes the bundle: together about one more pass over the images at the
+    # step rate on the 2-core machine (BENCHMARKS.md, "Demo time": 58 + 8 s beside 417 s of epochs).
     train_s = (train_images + TRAINING_FIXED_PASSES * images_in_training) / rate
     label_s = LABEL_SETUP_S + 3 * (args.holdout_count + args.holdout_other) / rate
     return Plan(archives_s, train_s, label_s, train_images, rate)
