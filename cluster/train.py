@@ -79,7 +79,7 @@ def _trainer_class(workers: int) -> type:
 
     TensorflowTrainer's only addition is the backend that writes ``TF_CONFIG`` for MultiWorkerMirroredStrategy,
     which one worker does not use (it trains on the default strategy).  Its module imports TensorFlow, and so
-    does the Train controller that unpickles its backend config: 15-20 s of a one-worker run's start on 2 cores
+    does the Train controller that unpickles its backend config: ~20 s of a one-worker run's start on 2 cores
     (BENCHMARKS.md, "Demo time"), spent in a process that never runs a TensorFlow op.
 
     Both drop the PlacementGroupCleaner on an embedded Ray without a state API: Train V2 starts a detached
