@@ -136,7 +136,7 @@ def train_epochs(
     """Epochs from ``start_epoch`` on; returns ``"done"``, ``"stopped_early"`` or ``"paused"``.
 
     The training stream's iterator is let go on a background thread: tearing down a tf.data iterator whose
-    augmentation runs in ``numpy_function`` calls blocked the worker for 20-50 s after the last epoch of the
+    augmentation runs in ``numpy_function`` calls blocked the worker for 48-55 s after the last epoch of the
     demo's training (9,660 images; BENCHMARKS.md, "Demo time"), time the validation pass and the bundle need not
     wait for.
     """
