@@ -87,6 +87,25 @@ def _audit(bundle_dir: str, header_manifest: str, out: str) -> dict:
     return {"flagged": {r[schema.IMAGE_ID] for r in flagged}, "summary": summary}
 
 
+def _same_truth(cfg, train_count: int) -> bool:
+    """Whether ``cfg.out`` already holds a truth-trained bundle of this recipe, trained on the truth archive that
+    is there now (its manifest's hash) with ``train_count`` rows: then ``--reuse-truth`` skips retraining it."""
+    from core.training.publish import fingerprint
+
+    path = os.path.join(cfg.out, "training.json")
+    if not (os.path.exists(path) and os.path.exists(cfg.manifest)):
+        return False
+    with open(path) as f:
+        done = json.load(f)
+    recipe = ("backbone", "image_size", "epochs", "batch_size", "base_lr", "lr_schedule", "seed", "precision")
+    hp = done.get("hyperparameters", {})
+    return (
+        all(hp.get(k) == getattr(cfg, k) for k in recipe)
+        and done.get("manifest_sha256") == fingerprint(cfg.manifest)
+        and pq.read_metadata(cfg.manifest).num_rows == train_count
+    )
+
+
 def _one_setting(args, name: str, noise: float, confusions, holdout: str, truth_acc: float) -> dict:
     from core.io.manifests import write_manifest
     from core.readers.header import build_header_manifest
@@ -135,11 +154,17 @@ def run_weak_labels(args: argparse.Namespace) -> int:
     # The true labels are the same in every setting (same seed and count): one truth-trained model serves all.
     from core.synthetic.sample_archive import DICOM_FORMATS
 
-    truth_archive = str(write_sample_archive(os.path.join(args.out, "truth_archive"), args.train_count, 0,
-                                             formats=sorted(DICOM_FORMATS)))  # fmt: skip
-    train_locally(lambda m: None)(_config(args, truth_archive, os.path.join(args.out, "truth")), "truth")
-    truth_acc = _accuracy(os.path.join(args.out, "truth"), holdout)
-    print(f"[weak-labels] truth-trained model: held-out accuracy {truth_acc:.3f} ({args.holdout_count} images)")
+    truth_dir = os.path.join(args.out, "truth_archive")
+    truth_cfg = _config(args, os.path.join(truth_dir, "manifest.parquet"), os.path.join(args.out, "truth"))
+    reused = args.reuse_truth and _same_truth(truth_cfg, args.train_count)
+    if not reused:
+        write_sample_archive(truth_dir, args.train_count, 0, formats=sorted(DICOM_FORMATS))
+        train_locally(lambda m: None)(truth_cfg, "truth")
+    truth_acc = _accuracy(truth_cfg.out, holdout)
+    print(
+        f"[weak-labels] truth-trained model{' (reused)' if reused else ''}: held-out accuracy {truth_acc:.3f} "
+        f"({args.holdout_count} images)"
+    )
     results = []
     for name, noise, confusions in _settings(args):
         r = _one_setting(args, name, noise, confusions, holdout, truth_acc)
@@ -170,6 +195,12 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--fold-epochs", type=int, default=None, help="epochs of each fold model (default: --epochs)")
     p.add_argument("--no-plain", dest="plain", action="store_false", help="skip the header-trained model without CL")
+    p.add_argument(
+        "--reuse-truth",
+        action="store_true",
+        help="keep the truth-trained model an earlier run left in --out when its recipe and archive match (the true "
+        "labels do not change with the noise): a further setting costs no truth training",
+    )
     p.add_argument("--backbone", default="compact_resnet")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=None, help="default: the demo recipe's (32)")
