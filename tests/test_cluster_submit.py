@@ -112,13 +112,7 @@ def two_node_cluster(tmp_path):
             "head dashboard",
             tmp_path / "head.log",
         )
-        worker = _start(
-            ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports(1)],
-            env,
-            worker_log,
-        )
-        nodes.append(worker)
-        _wait_for(lambda: _alive_nodes(gcs_port, env) >= 2, 240, "second node", tmp_path / "worker.log")
+        _join_second_node(gcs_port, env, worker_log, tmp_path / "worker.log", nodes)
         yield dashboard, env
     finally:
         for proc in reversed(nodes):
@@ -126,6 +120,33 @@ def two_node_cluster(tmp_path):
         _forget_cluster(gcs_port)
         head_log.close()
         worker_log.close()
+
+
+def _join_second_node(gcs_port: int, env: dict, log_file, log_path, nodes: list, tries: int = 3) -> None:
+    """``ray start --address`` of the second node, appended to ``nodes`` (the fixture stops them all).
+
+    On a loaded machine the joining raylet can miss Ray's own start-up deadline ("The current node timed out during
+    startup ... the GCS has become overloaded"); that ``ray start`` then exits, and an operator would run it again.
+    So does this: up to ``tries`` starts, each given 240 s to show up as an alive node."""
+    for _ in range(tries):
+        worker = _start(
+            ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports(1)],
+            env,
+            log_file,
+        )
+        nodes.append(worker)
+        deadline = time.time() + 240
+        while time.time() < deadline and worker.poll() is None:
+            if _alive_nodes(gcs_port, env) >= 2:
+                return
+            time.sleep(1)
+        if worker.poll() is None:
+            break  # running but never joined: starting it again would not help
+        try:  # what the failed start left in its process group (a raylet, its agents)
+            os.killpg(worker.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    raise TimeoutError(f"second node did not come up; `ray start` said:\n{log_path.read_text()[-3000:]}")
 
 
 def _forget_cluster(gcs_port: int) -> None:
