@@ -34,6 +34,8 @@ from core.io import schema
 
 CONFUSIONS = {"arm": "hand", "hand": "arm", "abdomen": "pelvis", "pelvis": "abdomen"}
 HOLDOUT_SEED = 1
+# The training.json hyperparameters that must match for --reuse-truth to keep a truth-trained model.
+TRUTH_RECIPE = ("backbone", "image_size", "epochs", "batch_size", "base_lr", "lr_schedule", "seed", "precision")
 
 
 def _settings(args: argparse.Namespace) -> list[tuple[str, float, dict | None]]:
@@ -97,10 +99,9 @@ def _same_truth(cfg, train_count: int) -> bool:
         return False
     with open(path) as f:
         done = json.load(f)
-    recipe = ("backbone", "image_size", "epochs", "batch_size", "base_lr", "lr_schedule", "seed", "precision")
     hp = done.get("hyperparameters", {})
     return (
-        all(hp.get(k) == getattr(cfg, k) for k in recipe)
+        all(hp.get(k) == getattr(cfg, k) for k in TRUTH_RECIPE)
         and done.get("manifest_sha256") == fingerprint(cfg.manifest)
         and pq.read_metadata(cfg.manifest).num_rows == train_count
     )

@@ -12,7 +12,7 @@ from core.synthetic.sample_archive import DICOM_FORMATS, write_sample_archive
 def test_weak_labels_bench_reuses_a_truth_model_only_of_the_same_recipe_and_archive(tmp_path):
     """``jobs.bench weak-labels --reuse-truth``: a further noise setting skips the truth training only when the
     bundle there was trained with the same recipe on the very truth archive there now (its manifest's hash)."""
-    from benchmarks.weak_labels import _config, _same_truth
+    from benchmarks.weak_labels import TRUTH_RECIPE, _config, _same_truth
     from core.training.publish import fingerprint
 
     manifest = str(write_sample_archive(tmp_path / "truth_archive", 8, 0, formats=sorted(DICOM_FORMATS)))
@@ -20,8 +20,7 @@ def test_weak_labels_bench_reuses_a_truth_model_only_of_the_same_recipe_and_arch
     cfg = _config(args, manifest, str(tmp_path / "truth"))
     assert not _same_truth(cfg, 8)  # nothing trained yet
     (tmp_path / "truth").mkdir()
-    hp = {k: getattr(cfg, k) for k in ("backbone", "image_size", "epochs", "batch_size", "base_lr", "lr_schedule",
-                                       "seed", "precision")}  # fmt: skip
+    hp = {k: getattr(cfg, k) for k in TRUTH_RECIPE}
     record = {"hyperparameters": hp, "manifest_sha256": fingerprint(manifest)}
     (tmp_path / "truth" / "training.json").write_text(json.dumps(record))
     assert _same_truth(cfg, 8)

@@ -127,7 +127,7 @@ def _join_second_node(gcs_port: int, env: dict, log_file, log_path, nodes: list,
 
     On a loaded machine the joining raylet can miss Ray's own start-up deadline ("The current node timed out during
     startup ... the GCS has become overloaded"); that ``ray start`` then exits, and an operator would run it again.
-    So does this: up to ``tries`` starts, each given 240 s to show up as an alive node."""
+    So does this: up to ``tries`` starts, each given 240 s to show up as an alive node (:func:`_wait_for`)."""
     for _ in range(tries):
         worker = _start(
             ["--address", f"127.0.0.1:{gcs_port}", "--num-cpus", "4", "--num-gpus", "2", *_node_ports(1)],
@@ -135,13 +135,11 @@ def _join_second_node(gcs_port: int, env: dict, log_file, log_path, nodes: list,
             log_file,
         )
         nodes.append(worker)
-        deadline = time.time() + 240
-        while time.time() < deadline and worker.poll() is None:
-            if _alive_nodes(gcs_port, env) >= 2:
-                return
-            time.sleep(1)
+        # Raises when it neither joined nor exited in time: starting it again would not help then.
+        _wait_for(lambda w=worker: w.poll() is not None or _alive_nodes(gcs_port, env) >= 2, 240, "second node",
+                  log_path)  # fmt: skip
         if worker.poll() is None:
-            break  # running but never joined: starting it again would not help
+            return
         try:  # what the failed start left in its process group (a raylet, its agents)
             os.killpg(worker.pid, signal.SIGTERM)
         except ProcessLookupError:
