@@ -3,10 +3,11 @@
 Clones this checkout into a temporary directory (committed files only, as ``git clone`` gives them) and runs
 ``make demo`` there, reading its output line by line and stamping each line with the seconds since the start.
 The phases are cut at the demo's own lines: install (until the first ``scanlabel demo:`` line), the up-front
-estimate, the sample archives, training, and labeling with the report.  It starts with no virtual environment and
-empty uv/pip caches, as on a fresh machine; ``--reuse-venv DIR`` links an existing one instead, to time the demo
-alone.  It prints the phase table, the demo's trust lines, the estimate beside what
-happened, and the 1-minute load average before and after (the machine must be quiet: nothing else running).
+estimate (Ray starts meanwhile), the training archive, training (the held-out archive is written as Ray Train
+starts), and labeling with the report.  It starts with no virtual environment and empty uv/pip caches, as on a
+fresh machine; ``--reuse-venv DIR`` links an existing one instead, to time the demo alone.  It prints the phase
+table, the demo's trust lines, the estimate beside what happened, and the 1-minute load average before and after
+(the machine must be quiet: nothing else running).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 PHASES = (
     ("install", re.compile(r"^scanlabel demo: log file")),
     ("estimate", re.compile(r"^\[demo\] expect about")),
-    ("sample archives", re.compile(r"^\[demo\] sample archives written")),
+    ("training archive", re.compile(r"^\[demo\] training archive written")),
     ("training", re.compile(r"^\[demo\] trained")),
     ("labeling and report", re.compile(r"^scanlabel demo finished")),
 )

@@ -92,11 +92,14 @@ def run_trust(args: argparse.Namespace) -> int:
     from core.training import from_scratch_recipe, run_training
 
     out = os.path.abspath(args.out)
-    train = str(write_sample_archive(os.path.join(out, "train"), args.train_count, 0, other_count=args.train_other))
+    scale = {"side_scale": args.side_scale}
+    train = write_sample_archive(os.path.join(out, "train"), args.train_count, 0, other_count=args.train_other, **scale)
+    train = str(train)
     seed, count, other = DEMO_HOLDOUT
-    holdouts = {"s1": str(write_sample_archive(os.path.join(out, "holdout_s1"), count, seed, other_count=other))}
+    s1 = write_sample_archive(os.path.join(out, "holdout_s1"), count, seed, other_count=other, **scale)
+    holdouts = {"s1": str(s1)}
     if args.holdout_count:
-        s2 = write_sample_archive(os.path.join(out, "holdout_s2"), args.holdout_count, 2, other_count=0)
+        s2 = write_sample_archive(os.path.join(out, "holdout_s2"), args.holdout_count, 2, other_count=0, **scale)
         holdouts["s2"] = str(s2)
     ood = str(write_sample_archive(os.path.join(out, "ood_s7"), 0, OOD_SEED, other_count=OOD_COUNT))
     real = real_radiographs()
@@ -153,5 +156,8 @@ def register(sub) -> None:
     p.add_argument("--backbone", default=DEMO_BACKBONE)
     p.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
     p.add_argument("--epochs", type=int, default=FULL_RECIPE.epochs)
+    p.add_argument(
+        "--side-scale", type=float, default=1.0, help="phantom height and width scale of every archive (sample's)"
+    )
     p.add_argument("--out", default="bench_out/trust")
     p.set_defaults(bench_run=run_trust)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -31,6 +33,7 @@ class Recipe(NamedTuple):
     phantoms: int  # training phantoms
     other: int  # generated non-radiographs in the training archive
     epochs: int
+    side_scale: float = 1.0  # phantom height and width, times the sample archive's 256-448 pixels
 
 
 # compact_resnet at 88 px from scratch with the one-cycle schedule (core.training.from_scratch_recipe; BENCHMARKS.md,
@@ -62,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--holdout-other", type=int, default=60, help="generated non-radiographs in the held-out archive")
     p.add_argument("--epochs", type=int, default=None, help=f"default {FULL_RECIPE.epochs}")
+    p.add_argument(
+        "--side-scale",
+        type=float,
+        default=None,
+        help="phantom height and width in both archives, times 256-448 px (default: the recipe's)",
+    )
     p.add_argument("--backbone", default=DEMO_BACKBONE)
     p.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
 
@@ -79,20 +88,32 @@ def run(args: argparse.Namespace) -> int:
         args.train_other = round(phantoms * recipe.other / recipe.phantoms)
     args.train_count = recipe.phantoms if args.train_count is None else args.train_count
     args.epochs = recipe.epochs if args.epochs is None else args.epochs
+    args.side_scale = recipe.side_scale if args.side_scale is None else args.side_scale
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
-    plan = estimate(args)
-    print(f"[demo] {plan}", flush=True)
-    # Ray starts (~10 s of mostly waiting on its processes) while the archives are written on every core.
     with ThreadPoolExecutor(1) as pool:
-        archives = pool.submit(_write_archives, args, out)
-        ensure_ray()
-        train_manifest, holdout_manifest = archives.result()
-    print(f"[demo] sample archives written ({time.perf_counter() - t0:.0f} s)", flush=True)
+        # Ray starts (~7 s, mostly its processes' start-up) while the estimate imports TensorFlow and traces its
+        # step on one core; the estimate's timed steps wait for it (Ray in the main thread: it installs signal
+        # handlers).
+        ray_up = threading.Event()
+        planned = pool.submit(estimate, args, ray_up.wait)
+        try:
+            ensure_ray()
+        finally:
+            ray_up.set()
+        plan = planned.result()
+    print(f"[demo] {plan}", flush=True)
+    train_manifest = _write_archive(args, out, "train")
+    print(f"[demo] training archive written ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     bundle = os.path.join(out, "model")
     cfg = from_scratch_recipe(str(train_manifest), bundle, args.backbone, args.image_size, args.epochs)
-    result = train(cfg, workers=1, storage_path=os.path.join(out, "ray_train"))
+    with ThreadPoolExecutor(1) as pool:
+        # The held-out archive is written while Ray Train starts its controller and worker (processes starting up,
+        # cores partly idle); it is not read before labeling.
+        holdout = pool.submit(_write_archive, args, out, "holdout")
+        result = train(cfg, workers=1, storage_path=os.path.join(out, "ray_train"))
+        holdout_manifest = holdout.result()
     if result.error:
         print(f"scanlabel: demo training failed: {result.error}", file=sys.stderr)
         return 1
@@ -129,17 +150,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_archives(args: argparse.Namespace, out: str) -> tuple[str, str]:
-    """The training archive (seed 0) and the held-out one (seed 1, never seen in training): their manifests."""
+def _write_archive(args: argparse.Namespace, out: str, which: str) -> str:
+    """The training archive (seed 0) or the held-out one (seed 1, never seen in training): its manifest."""
     from core.synthetic.sample_archive import write_sample_archive
 
-    train = write_sample_archive(
-        os.path.join(out, "train_archive"), args.train_count, seed=0, other_count=args.train_other
-    )
-    holdout = write_sample_archive(
-        os.path.join(out, "holdout_archive"), args.holdout_count, seed=1, other_count=args.holdout_other
-    )
-    return str(train), str(holdout)
+    if which == "train":
+        count, seed, other = args.train_count, 0, args.train_other
+    else:
+        count, seed, other = args.holdout_count, 1, args.holdout_other
+    path = os.path.join(out, f"{which}_archive")
+    return str(write_sample_archive(path, count, seed=seed, other_count=other, side_scale=args.side_scale))
 
 
 class Plan(NamedTuple):
@@ -157,14 +177,16 @@ class Plan(NamedTuple):
         total = self.archives_s + self.train_s + self.label_s
         return (
             f"expect about {format_duration(total)} on this machine: "
-            f"sample archives ~{format_duration(self.archives_s)}, "
+            f"training archive ~{format_duration(self.archives_s)}, "
             f"training ~{format_duration(self.train_s)} ({self.train_images:,} image passes at {self.rate:.0f} "
             f"images/s, timed just now), labeling and report ~{format_duration(self.label_s)}"
         )
 
 
-def estimate(args: argparse.Namespace) -> Plan:
-    """Time a few archive images and a few training steps of the demo's model; scale them to the whole run."""
+def estimate(args: argparse.Namespace, before_timing: Callable[[], object] | None = None) -> Plan:
+    """Time a few archive images and a few training steps of the demo's model; scale them to the whole run.
+
+    ``before_timing`` is waited for before the timed steps (:func:`core.training.estimate.measure_step_rate`)."""
     import tempfile
 
     from core.io.schema import BODY_PARTS
@@ -174,14 +196,22 @@ def estimate(args: argparse.Namespace) -> Plan:
     from core.training.estimate import measure_step_rate
 
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        write_sample_archive(tmp, 16, seed=99, other_count=4, workers=1)
-        per_image = (time.perf_counter() - t) / 20
-    images = args.train_count + args.train_other + args.holdout_count + args.holdout_other
-    archives_s = images * per_image / max(1, min(usable_cores(), 4))
+        # This thread's CPU time, not the wall clock: Ray may be starting on the other cores meanwhile.
+        t = time.thread_time()
+        write_sample_archive(tmp, 16, seed=99, other_count=4, workers=1, side_scale=args.side_scale)
+        per_image = (time.thread_time() - t) / 20
+    # The held-out archive is written while Ray Train starts (run()), so only the training archive is a phase.
+    archives_s = (args.train_count + args.train_other) * per_image / max(1, min(usable_cores(), 4))
     recipe = from_scratch_recipe("", "", args.backbone, args.image_size, args.epochs)
     policy = resolve_precision(recipe, on_gpu=False)  # the demo trains on this machine's CPU cores
-    probe = measure_step_rate(args.backbone, args.image_size, len(BODY_PARTS) + 1, steps=PROBE_STEPS, policy=policy)
+    probe = measure_step_rate(
+        args.backbone,
+        args.image_size,
+        len(BODY_PARTS) + 1,
+        steps=PROBE_STEPS,
+        policy=policy,
+        before_timing=before_timing,
+    )
     rate = probe.images_per_s
     images_in_training = args.train_count + args.train_other
     train_images = images_in_training * args.epochs

@@ -12,6 +12,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="directory for images/ and manifest.parquet")
     p.add_argument("--count", type=int, required=True, help="number of body-part (phantom radiograph) images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--side-scale",
+        type=float,
+        default=1.0,
+        help="phantom height and width, times the default 256-448 px (drawing costs about its square)",
+    )
     other = p.add_mutually_exclusive_group()
     other.add_argument(
         "--other-count",
@@ -33,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from core.synthetic.sample_archive import write_sample_archive
 
     path = write_sample_archive(
-        args.out, args.count, seed=args.seed, other_count=args.other_count, other_fraction=args.other_fraction
+        args.out,
+        args.count,
+        seed=args.seed,
+        other_count=args.other_count,
+        other_fraction=args.other_fraction,
+        side_scale=args.side_scale,
     )
     import pyarrow.parquet as pq
 

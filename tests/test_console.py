@@ -58,7 +58,7 @@ def test_demo_console_is_short_and_only_scanlabel(tmp_path):
     assert any("held-out macro-F1" in line for line in lines)
     # the expectation is set before any work, per phase, and the run ends with the command that opens the report
     plan = next(line for line in lines if line.startswith("[demo] expect about"))
-    assert lines.index(plan) <= 2 and "sample archives ~" in plan and "training ~" in plan and "labeling" in plan
+    assert lines.index(plan) <= 2 and "training archive ~" in plan and "training ~" in plan and "labeling" in plan
     assert lines[-1].strip() == f"python -m webbrowser file://{out.resolve() / 'report' / 'report.html'}"
 
 

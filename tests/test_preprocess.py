@@ -61,6 +61,32 @@ def test_training_and_inference_produce_the_same_array(small_archive):
         assert np.array_equal(validation[0], inference), fmt
 
 
+def test_training_batches_are_augmented_per_image_by_stream_position(small_archive):
+    """The training stream augments each image with its own generator, seeded by its position in the stream, whether
+    or not the work is batched: the same run gives the same pixels, and a resumed run (``skip_examples``) sees what
+    an uninterrupted one would."""
+    from core.model.augment import AugmentConfig, augment
+
+    _, manifest = small_archive
+    cfg = PreprocessConfig(image_size=48)
+    rows = dataset.labelled_rows(pq.read_table(manifest))
+    weights = np.linspace(0.5, 2.0, 7).astype(np.float32)
+
+    def batches(augment_cfg, skip=0, n=3):
+        ds = dataset.make_train_dataset(rows, cfg, 8, 5, augment_cfg, weights, skip_examples=skip)
+        return [tuple(t.numpy() for t in b) for b, _ in zip(ds, range(n), strict=False)]
+
+    plain, augmented = batches(None), batches(AugmentConfig())
+    for b, ((xp, yp, wp), (xa, ya, wa)) in enumerate(zip(plain, augmented, strict=True)):
+        assert np.array_equal(yp, ya) and np.array_equal(wa, weights[ya]) and np.array_equal(wp, wa)
+        for j in range(8):
+            expected = augment(xp[j], np.random.default_rng([5, b * 8 + j]), AugmentConfig())
+            assert np.array_equal(xa[j], expected), (b, j)
+        assert not np.array_equal(xa, xp)
+    resumed = batches(AugmentConfig(), skip=16, n=1)
+    assert all(np.array_equal(u, v) for u, v in zip(resumed[0], augmented[2], strict=True))
+
+
 def test_quantised_levels_and_legacy_configs():
     """New configs round to 8-bit levels; a bundle config saved before the field existed keeps float inputs."""
     cfg = PreprocessConfig(image_size=64)

@@ -227,6 +227,34 @@ def test_worker_processes_write_the_same_bytes(tmp_path: Path, monkeypatch) -> N
     assert one == two
 
 
+def test_side_scale_draws_the_same_sizes_smaller(tmp_path: Path, monkeypatch) -> None:
+    """``side_scale`` (the demo's smaller, cheaper archives) scales each phantom's drawn size, in worker processes
+    as in this one; non-radiographs keep theirs."""
+    from core.synthetic import sample_archive
+
+    monkeypatch.setattr(sample_archive, "PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(sample_archive, "_CHUNK", 5)
+    scale = 0.6875
+    full = pq.read_table(write_sample_archive(tmp_path / "full", 12, seed=3, other_count=2, workers=1)).to_pylist()
+    manifest = write_sample_archive(tmp_path / "small", 12, seed=3, other_count=2, workers=2, side_scale=scale)
+    small = pq.read_table(manifest).to_pylist()
+    assert [(r[schema.LABEL], r["format"]) for r in small] == [(r[schema.LABEL], r["format"]) for r in full]
+    for a, b in zip(full, small, strict=True):
+        if b[schema.LABEL] == schema.OTHER_LABEL:
+            assert Path(a[schema.URI]).read_bytes() == Path(b[schema.URI]).read_bytes()
+            continue
+        if b["format"] in DICOM_FORMATS:
+            big, stored = pydicom.dcmread(a[schema.URI]).pixel_array, pydicom.dcmread(b[schema.URI]).pixel_array
+        else:
+            big, stored = (cv2.imread(r[schema.URI], cv2.IMREAD_UNCHANGED) for r in (a, b))
+        assert stored.shape[:2] == tuple(round(side * scale) for side in big.shape[:2]), b[schema.URI]
+        assert min(stored.shape[:2]) >= 176  # twice the demo's 88 px input, as the reduced decode wants
+        img, _ = render_sample(3, _index(b), b[schema.LABEL], side_scale=scale)
+        assert abs(_corr(img, stored)) > 0.99
+    with pytest.raises(ValueError, match="side_scale"):
+        write_sample_archive(tmp_path / "bad", 3, side_scale=0.1)
+
+
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_sample_archive(tmp_path, 0)

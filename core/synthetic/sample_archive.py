@@ -72,15 +72,20 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
-def render_sample(seed: int, index: int, label: str) -> tuple[np.ndarray, np.random.Generator]:
+def render_sample(
+    seed: int, index: int, label: str, side_scale: float = 1.0
+) -> tuple[np.ndarray, np.random.Generator]:
     """Re-create the phantom that :func:`write_sample_archive` stored for ``index``, for checks and debugging.
 
     Returns the float image (MONOCHROME2 sense, [0, 1]) and the generator positioned just after rendering,
-    which the writer goes on to use for encoding choices.
+    which the writer goes on to use for encoding choices.  ``side_scale`` multiplies the drawn height and width
+    (:data:`MIN_SIDE`..:data:`MAX_SIDE`): the same draws, a smaller or larger image.
     """
     rng = sample_rng(seed, index)
     h = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
     w = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
+    if side_scale != 1.0:
+        h, w = max(16, round(h * side_scale)), max(16, round(w * side_scale))
     return render_phantom(label, rng, h, w), rng
 
 
@@ -289,9 +294,10 @@ def _write_chunk(
     decoys: Sequence[str],
     other_kinds: Sequence[str],
     confusions: Mapping[str, str] | None = None,
+    side_scale: float = 1.0,
 ):
     return [
-        _body_part_row(images, seed, i, label, fmt, wrong, decoys, confusions)
+        _body_part_row(images, seed, i, label, fmt, wrong, decoys, confusions, side_scale)
         if kind == "body"
         else _other_row(images, seed, i, other_kinds)
         for kind, i, label, fmt, wrong in tasks
@@ -311,18 +317,19 @@ def _write_rows(
     other_kinds: Sequence[str],
     workers: int | None,
     confusions: Mapping[str, str] | None = None,
+    side_scale: float = 1.0,
 ) -> list[tuple]:
     """Write every image of ``tasks``, in worker processes when there are enough; rows come back in task order."""
     workers = usable_cores() if workers is None else workers
     if workers <= 1 or len(tasks) < PARALLEL_MIN_ROWS:
-        return _write_chunk(images, seed, tasks, decoys, other_kinds, confusions)
+        return _write_chunk(images, seed, tasks, decoys, other_kinds, confusions, side_scale)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     chunks = [tasks[k : k + _CHUNK] for k in range(0, len(tasks), _CHUNK)]
     # spawn, not fork: the caller may hold TensorFlow's or Ray's threads, which a forked child must not inherit
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        args = [(images, seed, c, decoys, other_kinds, confusions) for c in chunks]
+        args = [(images, seed, c, decoys, other_kinds, confusions, side_scale) for c in chunks]
         done = pool.map(_write_chunk, *zip(*args, strict=True))
         return [row for chunk in done for row in chunk]
 
@@ -346,12 +353,13 @@ def _body_part_row(
     wrong: bool,
     decoys: Sequence[str],
     confusions: Mapping[str, str] | None = None,
+    side_scale: float = 1.0,
 ) -> tuple:
     """Write body-part image ``i`` and return its manifest row; a wrong header names another class (the one
     ``confusions`` gives for its class, when it gives one)."""
     image_id = f"s{seed}-{i:06d}"
     path = images / f"{image_id}{_EXTENSIONS[fmt]}"
-    img, rng = render_sample(seed, i, label)
+    img, rng = render_sample(seed, i, label, side_scale)
     header: str | None = None
     if fmt in DICOM_FORMATS:
         part = label
@@ -398,6 +406,7 @@ def write_sample_archive(
     header_noise: float = WRONG_HEADER_FRACTION,
     confusions: Mapping[str, str] | None = None,
     formats: Sequence[str] = FORMATS,
+    side_scale: float = 1.0,
 ) -> Path:
     """Generate a reproducible mixed-format archive plus its ground truth, for demos, tests and benchmarks.
 
@@ -420,12 +429,16 @@ def write_sample_archive(
     with a wrong header (default 15 %); ``confusions`` makes it class-dependent, a wrong header of a class in it
     naming the class it maps to (``{"arm": "hand", "abdomen": "pelvis"}``, as protocol defaults do) instead of
     a random other class; ``formats`` (a subset of :data:`FORMATS`) restricts the encodings, e.g. DICOM only.
+    ``side_scale`` scales every phantom's drawn height and width (default 1: :data:`MIN_SIDE` to :data:`MAX_SIDE`
+    pixels); drawing and encoding cost about its square, which is why the demo's archives use a smaller one.
     With the defaults the archive is byte-identical to one written without these arguments.
     """
     n_other = _other_count(count, other_count, other_fraction)
     other_kinds = tuple(other_kinds)
     if count < 0 or count + n_other < 1:
         raise ValueError(f"count must be at least 1 (or other rows requested), got {count}")
+    if not 0.25 <= side_scale <= 4.0:
+        raise ValueError(f"side_scale must be in [0.25, 4], got {side_scale}")
     if not 0.0 <= header_noise <= 1.0:
         raise ValueError(f"header_noise must be in [0, 1], got {header_noise}")
     bad = [f for f in formats if f not in FORMATS] or ([] if formats else ["(none)"])
@@ -455,7 +468,7 @@ def write_sample_archive(
     tasks = [("body", i, labels[i], formats[i], i in wrong) for i in range(count)]
     tasks += [("other", j, None, None, False) for j in range(n_other)]
     rows: dict[str, list] = {name: [] for name in SAMPLE_MANIFEST_SCHEMA.names}
-    for row in _write_rows(images, seed, tasks, decoys, other_kinds, workers, confusions):
+    for row in _write_rows(images, seed, tasks, decoys, other_kinds, workers, confusions, side_scale):
         _append(rows, row)
 
     table = pa.Table.from_pydict(rows, schema=SAMPLE_MANIFEST_SCHEMA)

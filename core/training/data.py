@@ -187,15 +187,20 @@ def make_train_dataset(
         ok.set_shape(())
         return x, y, ok
 
-    def aug(x, counter):
-        rng = np.random.default_rng([seed, int(counter)])
-        return augment(x, rng, augment_cfg) if augment_cfg is not None else x
+    def aug(xb, counters):
+        # One call per batch, not per image: a numpy_function call and its tf.data element cost about as much CPU
+        # as the augmentation itself, on the cores the training step needs.  Each image is still augmented by its
+        # own stream, seeded by its position in the stream, so batching changes no pixel.
+        out = np.empty_like(xb)
+        for k, counter in enumerate(counters):
+            out[k] = augment(xb[k], np.random.default_rng([seed, int(counter)]), augment_cfg)
+        return out
 
-    def tf_aug(counter, item):
+    def tf_aug(counters, item):
         x, y, _ = item
         if augment_cfg is not None:
-            x = tf.numpy_function(aug, [x, counter], tf.float32, stateful=False)
-            x.set_shape((size, size, cfg.channels))
+            x = tf.numpy_function(aug, [x, counters], tf.float32, stateful=False)
+            x.set_shape((batch_size, size, size, cfg.channels))
         w = tf.gather(tf.constant(sample_weights), y)
         return x, y, w
 
@@ -207,8 +212,8 @@ def make_train_dataset(
     ds = ds.enumerate()
     if skip_examples:
         ds = ds.skip(skip_examples)
-    ds = ds.map(tf_aug, num_parallel_calls=parallel, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(tf_aug, num_parallel_calls=parallel, deterministic=True).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     options.deterministic = True

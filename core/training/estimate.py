@@ -9,6 +9,7 @@ to within the machine's load.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -34,6 +35,7 @@ def measure_step_rate(
     fused: bool = True,
     xla: bool = False,
     policy: str = "float32",
+    before_timing: Callable[[], object] | None = None,
 ) -> StepRate:
     """Time ``steps`` from-scratch training steps of ``backbone`` on random pixels (weights are not kept).
 
@@ -41,19 +43,29 @@ def measure_step_rate(
     fused kernel); data loading and validation are not in it, as the training's input pipeline overlaps them.
     ``policy`` is the Keras dtype policy to time (:func:`core.training.config.resolve_precision` gives the one a
     run will use); ``fused=False`` and ``xla=True`` time the alternatives (the step-time benchmark compares them).
+    ``before_timing`` is called after the traced step and before the timed ones: a caller that starts something
+    else meanwhile (the demo starts Ray during TensorFlow's import and the trace) waits there for it to finish,
+    so the rate is not measured on shared cores.
     """
     import keras
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        return _time_steps(backbone, image_size, n_classes, batch_size, steps, fused, xla)
+        return _time_steps(backbone, image_size, n_classes, batch_size, steps, fused, xla, before_timing)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
 
 def _time_steps(
-    backbone: str, image_size: int, n_classes: int, batch_size: int, steps: int, fused: bool, xla: bool
+    backbone: str,
+    image_size: int,
+    n_classes: int,
+    batch_size: int,
+    steps: int,
+    fused: bool,
+    xla: bool,
+    before_timing: Callable[[], object] | None,
 ) -> StepRate:
     import keras
     import numpy as np
@@ -81,6 +93,8 @@ def _time_steps(
     x = tf.constant(rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32"))
     y = tf.constant(rng.integers(0, n_classes, batch_size))
     float(step(x, y))  # trace
+    if before_timing is not None:
+        before_timing()
     t0 = time.perf_counter()
     for _ in range(steps):
         float(step(x, y))
