@@ -33,7 +33,6 @@ class Recipe(NamedTuple):
     phantoms: int  # training phantoms
     other: int  # generated non-radiographs in the training archive
     epochs: int
-    side_scale: float = 1.0  # phantom height and width, times the sample archive's 256-448 pixels
 
 
 # compact_resnet at 88 px from scratch with the one-cycle schedule (core.training.from_scratch_recipe; BENCHMARKS.md,
@@ -68,8 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--side-scale",
         type=float,
-        default=None,
-        help="phantom height and width in both archives, times 256-448 px (default: the recipe's)",
+        default=1.0,
+        help="phantom height and width in both archives, times 256-448 px (trust figures: measured at 1)",
     )
     p.add_argument("--backbone", default=DEMO_BACKBONE)
     p.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE)
@@ -88,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
         args.train_other = round(phantoms * recipe.other / recipe.phantoms)
     args.train_count = recipe.phantoms if args.train_count is None else args.train_count
     args.epochs = recipe.epochs if args.epochs is None else args.epochs
-    args.side_scale = recipe.side_scale if args.side_scale is None else args.side_scale
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
     with ThreadPoolExecutor(1) as pool:
