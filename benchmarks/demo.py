@@ -46,6 +46,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.reuse_venv:
         os.symlink(os.path.abspath(args.reuse_venv), os.path.join(clone, ".venv"))
         os.utime(os.path.join(clone, ".venv", ".installed"))  # newer than the clone's pyproject: no install
+        # The venv's editable install puts its own checkout on sys.path; the clone's code must come first (the
+        # demo's processes, and Ray's workers, inherit the environment).
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (clone, env.get("PYTHONPATH")) if p)
     print(f"[bench demo] `make demo` in a fresh clone: {clone}")
     print(f"[bench demo] load average before: {_load()} ({os.cpu_count()} cores)", flush=True)
     t0 = time.perf_counter()
