@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint bench clean
 
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
-UV := $(BIN)/python -m uv pip install --quiet --python $(BIN)/python
+UV := $(BIN)/python -m uv pip install --quiet --compile-bytecode --python $(BIN)/python
 
 # Recipes are silent (@): what `make demo` prints is meant for a person (tests/test_console.py keeps it short).
 # uv resolves and downloads in parallel: ~35 s from an empty cache on 2 cores where pip takes ~2 min (BENCHMARKS.md,
-# "Demo time"); pip does the install where uv cannot be had.
+# "Demo time"); pip does the install where uv cannot be had.  --compile-bytecode: uv, unlike pip, leaves .pyc
+# files to the first import, and where PYTHONDONTWRITEBYTECODE is set (containers, CI) every process would compile
+# TensorFlow's and Ray's modules again at each start (BENCHMARKS.md, "Demo time").
 $(STAMP): pyproject.toml
 	@echo "scanlabel: installing into $(VENV) (when pyproject.toml changes; about a minute)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -89,12 +89,13 @@ def run(args: argparse.Namespace) -> int:
     args.epochs = recipe.epochs if args.epochs is None else args.epochs
     t0 = time.perf_counter()
     out = os.path.abspath(args.out)
+    per_image = archive_seconds_per_image(args)  # before anything else starts: this is a timing
     with ThreadPoolExecutor(1) as pool:
         # Ray starts (~7 s, mostly its processes' start-up) while the estimate imports TensorFlow and traces its
         # step on one core; the estimate's timed steps wait for it (Ray in the main thread: it installs signal
         # handlers).
         ray_up = threading.Event()
-        planned = pool.submit(estimate, args, ray_up.wait)
+        planned = pool.submit(estimate, args, per_image, ray_up.wait)
         try:
             ensure_ray()
         finally:
@@ -181,23 +182,31 @@ class Plan(NamedTuple):
         )
 
 
-def estimate(args: argparse.Namespace, before_timing: Callable[[], object] | None = None) -> Plan:
-    """Time a few archive images and a few training steps of the demo's model; scale them to the whole run.
-
-    ``before_timing`` is waited for before the timed steps (:func:`core.training.estimate.measure_step_rate`)."""
+def archive_seconds_per_image(args: argparse.Namespace) -> float:
+    """Seconds one core takes to draw and write an archive image, from a 20-image archive written just now."""
     import tempfile
 
+    from core.synthetic.sample_archive import write_sample_archive
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        write_sample_archive(tmp, 16, seed=99, other_count=4, workers=1, side_scale=args.side_scale)
+        return (time.perf_counter() - t) / 20
+
+
+def estimate(
+    args: argparse.Namespace, per_image: float, before_timing: Callable[[], object] | None = None
+) -> Plan:
+    """Time a few training steps of the demo's model; scale them and the archive rate to the whole run.
+
+    ``per_image`` is :func:`archive_seconds_per_image`; ``before_timing`` is waited for before the timed steps
+    (:func:`core.training.estimate.measure_step_rate`)."""
     from core.io.schema import BODY_PARTS
-    from core.synthetic.sample_archive import usable_cores, write_sample_archive
+    from core.synthetic.sample_archive import usable_cores
     from core.training import from_scratch_recipe
     from core.training.config import resolve_precision
     from core.training.estimate import measure_step_rate
 
-    with tempfile.TemporaryDirectory() as tmp:
-        # This thread's CPU time, not the wall clock: Ray may be starting on the other cores meanwhile.
-        t = time.thread_time()
-        write_sample_archive(tmp, 16, seed=99, other_count=4, workers=1, side_scale=args.side_scale)
-        per_image = (time.thread_time() - t) / 20
     # The held-out archive is written while Ray Train starts (run()), so only the training archive is a phase.
     archives_s = (args.train_count + args.train_other) * per_image / max(1, min(usable_cores(), 4))
     recipe = from_scratch_recipe("", "", args.backbone, args.image_size, args.epochs)
