@@ -393,6 +393,34 @@ def _other_row(images: Path, seed: int, j: int, other_kinds: Sequence[str]) -> t
     return str(path), image_id, schema.OTHER_LABEL, fmt, header, header is not None
 
 
+def _check_arguments(
+    count: int,
+    n_other: int,
+    classes: tuple[str, ...],
+    header_noise: float,
+    confusions: Mapping[str, str] | None,
+    formats: Sequence[str],
+    side_scale: float,
+) -> None:
+    """Refuse an archive that cannot be written before any image is drawn."""
+    if count < 0 or count + n_other < 1:
+        raise ValueError(f"count must be at least 1 (or other rows requested), got {count}")
+    if not 0.25 <= side_scale <= 4.0:
+        raise ValueError(f"side_scale must be in [0.25, 4], got {side_scale}")
+    if not 0.0 <= header_noise <= 1.0:
+        raise ValueError(f"header_noise must be in [0, 1], got {header_noise}")
+    bad = [f for f in formats if f not in FORMATS] or ([] if formats else ["(none)"])
+    if bad:
+        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {bad}")
+    known = DICOM_BODY_PART
+    bad_pairs = [(k, v) for k, v in (confusions or {}).items() if k not in known or v not in known or k == v]
+    if bad_pairs:
+        raise ValueError(f"confusions must map a class onto another class, got {bad_pairs}")
+    unknown = [c for c in classes if c not in DICOM_BODY_PART]
+    if not classes or unknown:
+        raise ValueError(f"classes must be a non-empty subset of {CLASSES}, got unknown {unknown}")
+
+
 def write_sample_archive(
     out_dir: str | Path,
     count: int,
@@ -435,23 +463,8 @@ def write_sample_archive(
     """
     n_other = _other_count(count, other_count, other_fraction)
     other_kinds = tuple(other_kinds)
-    if count < 0 or count + n_other < 1:
-        raise ValueError(f"count must be at least 1 (or other rows requested), got {count}")
-    if not 0.25 <= side_scale <= 4.0:
-        raise ValueError(f"side_scale must be in [0.25, 4], got {side_scale}")
-    if not 0.0 <= header_noise <= 1.0:
-        raise ValueError(f"header_noise must be in [0, 1], got {header_noise}")
-    bad = [f for f in formats if f not in FORMATS] or ([] if formats else ["(none)"])
-    if bad:
-        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {bad}")
-    known = DICOM_BODY_PART
-    bad = [(k, v) for k, v in (confusions or {}).items() if k not in known or v not in known or k == v]
-    if bad:
-        raise ValueError(f"confusions must map a class onto another class, got {bad}")
     classes = tuple(classes)
-    unknown = [c for c in classes if c not in DICOM_BODY_PART]
-    if not classes or unknown:
-        raise ValueError(f"classes must be a non-empty subset of {CLASSES}, got unknown {unknown}")
+    _check_arguments(count, n_other, classes, header_noise, confusions, formats, side_scale)
     out = Path(out_dir).resolve()
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
