@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 
+import cv2
+import pyarrow.parquet as pq
+
 from benchmarks.trust import DEMO_HOLDOUT, real_radiographs, run_trust
 
 
@@ -19,9 +22,14 @@ def test_trust_bench_scores_every_held_out_row(tmp_path):
         backbone="mobilenet_v3_small",
         image_size=32,
         epochs=1,
+        side_scale=0.5,  # every archive's phantoms at 128-224 px
         out=str(tmp_path),
     )
     assert run_trust(args) == 0
+    for archive in ("train", "holdout_s1", "holdout_s2"):
+        rows = pq.read_table(tmp_path / archive / "manifest.parquet").to_pylist()
+        png = next(r["uri"] for r in rows if r["format"] == "png8" and r["label"] != "other")
+        assert max(cv2.imread(png, cv2.IMREAD_UNCHANGED).shape) <= 224, archive
     (result,) = json.loads((tmp_path / "trust_bench.json").read_text())
     _, phantoms, other = DEMO_HOLDOUT
     assert result["s1"]["n"] == phantoms + other
