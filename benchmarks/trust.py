@@ -93,8 +93,9 @@ def run_trust(args: argparse.Namespace) -> int:
 
     out = os.path.abspath(args.out)
     scale = {"side_scale": args.side_scale}
-    train = write_sample_archive(os.path.join(out, "train"), args.train_count, 0, other_count=args.train_other, **scale)
-    train = str(train)
+    train = str(
+        write_sample_archive(os.path.join(out, "train"), args.train_count, 0, other_count=args.train_other, **scale)
+    )
     seed, count, other = DEMO_HOLDOUT
     s1 = write_sample_archive(os.path.join(out, "holdout_s1"), count, seed, other_count=other, **scale)
     holdouts = {"s1": str(s1)}

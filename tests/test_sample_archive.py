@@ -228,8 +228,8 @@ def test_worker_processes_write_the_same_bytes(tmp_path: Path, monkeypatch) -> N
 
 
 def test_side_scale_draws_the_same_sizes_smaller(tmp_path: Path, monkeypatch) -> None:
-    """``side_scale`` (the demo's smaller, cheaper archives) scales each phantom's drawn size, in worker processes
-    as in this one; non-radiographs keep theirs."""
+    """``side_scale`` (cheaper archives, as the trust bench measures them) scales each phantom's drawn size, in
+    worker processes as in this one; non-radiographs keep theirs."""
     from core.synthetic import sample_archive
 
     monkeypatch.setattr(sample_archive, "PARALLEL_MIN_ROWS", 0)
@@ -248,7 +248,7 @@ def test_side_scale_draws_the_same_sizes_smaller(tmp_path: Path, monkeypatch) ->
         else:
             big, stored = (cv2.imread(r[schema.URI], cv2.IMREAD_UNCHANGED) for r in (a, b))
         assert stored.shape[:2] == tuple(round(side * scale) for side in big.shape[:2]), b[schema.URI]
-        assert min(stored.shape[:2]) >= 176  # twice the demo's 88 px input, as the reduced decode wants
+        assert min(stored.shape[:2]) >= 176  # 0.6875: still twice an 88 px input, as the reduced decode wants
         img, _ = render_sample(3, _index(b), b[schema.LABEL], side_scale=scale)
         assert abs(_corr(img, stored)) > 0.99
     with pytest.raises(ValueError, match="side_scale"):

@@ -458,7 +458,7 @@ def write_sample_archive(
     naming the class it maps to (``{"arm": "hand", "abdomen": "pelvis"}``, as protocol defaults do) instead of
     a random other class; ``formats`` (a subset of :data:`FORMATS`) restricts the encodings, e.g. DICOM only.
     ``side_scale`` scales every phantom's drawn height and width (default 1: :data:`MIN_SIDE` to :data:`MAX_SIDE`
-    pixels); drawing and encoding cost about its square, which is why the demo's archives use a smaller one.
+    pixels); drawing and encoding cost about its square (BENCHMARKS.md: the demo's recipe on smaller phantoms).
     With the defaults the archive is byte-identical to one written without these arguments.
     """
     n_other = _other_count(count, other_count, other_fraction)
